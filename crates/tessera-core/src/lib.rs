@@ -1,0 +1,31 @@
+//! Tessera's domain core: everything about tokens, keys and credentials that can be decided
+//! without touching the outside world.
+//!
+//! This crate does no I/O. It has no tokio, axum, sqlx, redis or http dependency, never reads the
+//! clock and never asks the operating system for randomness: the current time (`now`, Unix
+//! seconds) and a random number generator are arguments. That keeps every security decision here
+//! deterministic and testable with forged inputs and a controlled clock.
+//!
+//! # Layout
+//!
+//! - [`b64`]: strict, canonical base64url (no padding, no stray bits, no whitespace).
+//! - [`jws`]: JWS compact serialisation (RFC 7515) at the signature layer: parsing, the header
+//!   rules of RFC 8725, signing and verification with a key whose algorithm is pinned.
+//! - [`keys`]: keys (HS256/384/512, EdDSA, ES256, RS256), their lifecycle states, the key ring
+//!   and the public JWK set (RFC 7517).
+//! - [`jwt`]: claims, access/refresh token types, issuing and strict validation (RFC 7519, 8725).
+//! - [`csrf`]: stateless CSRF tokens derived from the session id.
+//! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
+//! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
+
+pub mod b64;
+pub mod csrf;
+pub mod jws;
+pub mod jwt;
+pub mod keys;
+pub mod limits;
+pub mod password;
+
+pub use jws::Algorithm;
+pub use jwt::{Claims, TokenError, TokenKind, Validation};
+pub use keys::{Key, KeyRing, KeyState, Kid};
