@@ -1,2 +1,4 @@
 //! Integration tests of tessera-core: attacks on the token format, property tests and the
 //! Wycheproof and RFC test vectors. One test binary, one module per concern.
+mod forged;
+mod props;
