@@ -17,6 +17,7 @@
 //! - [`csrf`]: stateless CSRF tokens derived from the session id.
 //! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
+//! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
 
 pub mod b64;
 pub mod csrf;
@@ -25,6 +26,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod password;
+pub mod store;
 
 pub use jws::Algorithm;
 pub use jwt::{Claims, TokenError, TokenKind, Validation};

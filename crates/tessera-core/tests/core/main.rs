@@ -2,3 +2,5 @@
 //! Wycheproof and RFC test vectors. One test binary, one module per concern.
 mod forged;
 mod props;
+mod rfc7515;
+mod wycheproof;

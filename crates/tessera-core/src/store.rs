@@ -1,0 +1,262 @@
+//! The storage contracts the server depends on, and the plain data they move.
+//!
+//! Traits only: the implementations (SQLite, PostgreSQL, in-memory, Redis) live in
+//! `tessera-store`, and the server holds them as `Arc<dyn Trait>` chosen from configuration, so
+//! a handler never knows which backend answers. Every method is one atomic operation: a write
+//! is either committed whole or not visible at all.
+
+use async_trait::async_trait;
+
+use crate::jws::Algorithm;
+use crate::keys::KeyState;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint was violated; the field names which one (`email`, `username`).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The backend cannot be reached right now; the request may be retried later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt row, unexpected database error). Logged, never shown.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Database id; also the JWT `user_id` claim.
+    pub id: i64,
+    /// Email address as registered.
+    pub email: String,
+    /// Username as registered.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Set when an operator disabled the account; disabled accounts cannot log in.
+    pub disabled_at: Option<i64>,
+}
+
+/// The data for a new account. Email and username are unique case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Email address.
+    pub email: String,
+    /// Username.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Accounts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Whether the backing database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Creates an account; [`StoreError::Conflict`] when the email or username is taken.
+    async fn create(&self, user: NewUser) -> Result<User, StoreError>;
+    /// Finds an account by id.
+    async fn find_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
+    /// Finds an account by email or username, case-insensitively.
+    async fn find_by_login(&self, login: &str) -> Result<Option<User>, StoreError>;
+    /// Replaces the password hash (rehash on login, password change).
+    async fn update_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError>;
+    /// Disables or re-enables an account. Returns false when there is no such account.
+    async fn set_disabled(&self, id: i64, disabled_at: Option<i64>) -> Result<bool, StoreError>;
+    /// Lists accounts, oldest first.
+    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError>;
+    /// Deletes an account and, with it, its sessions. Returns false when there is none.
+    async fn delete(&self, id: i64) -> Result<bool, StoreError>;
+}
+
+/// A login session: one refresh-token family (B2). The session id is the `sid` claim of every
+/// token issued in it; the current refresh token is identified by `current_jti`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Random session id.
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// The jti of the one refresh token of this family that may be used.
+    pub current_jti: String,
+    /// The jti it replaced, accepted again only within the grace window.
+    pub previous_jti: Option<String>,
+    /// `iat` of the current refresh token; with `current_jti` it re-creates that token exactly.
+    pub refresh_issued_at: i64,
+    /// When the current refresh token was issued by rotation (or login).
+    pub rotated_at: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Last login or refresh.
+    pub last_used_at: i64,
+    /// When the current refresh token expires.
+    pub expires_at: i64,
+    /// When the session was ended, if it was.
+    pub revoked_at: Option<i64>,
+    /// Client address at login.
+    pub ip_address: Option<String>,
+    /// Client user agent at login.
+    pub user_agent: Option<String>,
+}
+
+/// The data for a new session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Random session id.
+    pub id: String,
+    /// Owner.
+    pub user_id: i64,
+    /// jti of the first refresh token.
+    pub refresh_jti: String,
+    /// Unix seconds.
+    pub now: i64,
+    /// When the first refresh token expires.
+    pub expires_at: i64,
+    /// Client address.
+    pub ip_address: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+}
+
+/// A rotation request: replace `presented_jti` by `new_jti` in session `session_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation<'a> {
+    /// The session (`sid` claim of the presented refresh token).
+    pub session_id: &'a str,
+    /// The `jti` of the presented refresh token.
+    pub presented_jti: &'a str,
+    /// The `jti` for the next refresh token.
+    pub new_jti: &'a str,
+    /// Unix seconds.
+    pub now: i64,
+    /// When the next refresh token expires.
+    pub new_expires_at: i64,
+    /// How long after a rotation the replaced token may still be presented (concurrent tabs).
+    pub grace_secs: i64,
+}
+
+/// What a rotation attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The presented token was current; the session now holds `new_jti`.
+    Rotated(Session),
+    /// The presented token was replaced less than the grace window ago: a concurrent refresh.
+    /// Nothing changed; the caller re-issues the current token, so one chain stays live.
+    WithinGrace(Session),
+    /// The presented token was already spent: the whole family has been revoked by this call.
+    ReuseDetected(Session),
+    /// The session is revoked, expired or unknown.
+    Invalid,
+}
+
+/// Sessions (refresh-token families).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates a session.
+    async fn create(&self, session: NewSession) -> Result<Session, StoreError>;
+    /// Finds a session by id, revoked or not.
+    async fn find(&self, id: &str) -> Result<Option<Session>, StoreError>;
+    /// Rotates the refresh token atomically: of any number of concurrent calls with the same
+    /// presented token, exactly one gets [`RotationOutcome::Rotated`].
+    async fn rotate(&self, rotation: Rotation<'_>) -> Result<RotationOutcome, StoreError>;
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    async fn list_active(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
+    /// Revokes one session of a user. Returns false when the user has no such live session.
+    async fn revoke(&self, user_id: i64, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Revokes every live session of a user; returns their ids.
+    async fn revoke_all(&self, user_id: i64, now: i64) -> Result<Vec<String>, StoreError>;
+    /// Sessions revoked since `since`, with when: the server loads them into its denylist at
+    /// start, so a restart does not bring logged-out access tokens back to life.
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    /// How many sessions are live (the `auth_active_tokens` gauge).
+    async fn count_active(&self, now: i64) -> Result<i64, StoreError>;
+}
+
+/// What a stored key is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Signs access tokens.
+    Access,
+    /// Signs refresh tokens.
+    Refresh,
+    /// Derives CSRF tokens.
+    Csrf,
+}
+
+impl KeyPurpose {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Access => "access",
+            KeyPurpose::Refresh => "refresh",
+            KeyPurpose::Csrf => "csrf",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_name(name: &str) -> Option<KeyPurpose> {
+        [KeyPurpose::Access, KeyPurpose::Refresh, KeyPurpose::Csrf]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+}
+
+/// A persisted key. `private_key` is the output of `Key::export_private` (for CSRF keys, the raw
+/// secret); the store treats it as opaque bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id.
+    pub kid: String,
+    /// What the key is for.
+    pub purpose: KeyPurpose,
+    /// Pinned algorithm (HS256 for CSRF keys).
+    pub alg: Algorithm,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it stopped signing.
+    pub deactivated_at: Option<i64>,
+    /// Private material.
+    pub private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("purpose", &self.purpose)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Persisted keys (the managed key ring, B1).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// All keys of a purpose, oldest first.
+    async fn list(&self, purpose: KeyPurpose) -> Result<Vec<StoredKey>, StoreError>;
+    /// Inserts the keys only if none of that purpose exists yet, atomically; returns whatever
+    /// keys of that purpose exist afterwards. Two instances starting at once on an empty
+    /// database therefore agree on one set of keys.
+    async fn insert_initial(&self, purpose: KeyPurpose, keys: Vec<StoredKey>) -> Result<Vec<StoredKey>, StoreError>;
+}
+
+/// Revoked access tokens and sessions, checked on every authenticated request. Implementations
+/// answer from memory: a lookup here must never be a database round trip.
+pub trait Denylist: Send + Sync {
+    /// Refuses the access token `jti` until `until` (its exp). `now` lets the implementation
+    /// drop entries that have run out.
+    fn revoke_token(&self, jti: &str, until: i64, now: i64);
+    /// Refuses every access token of session `sid` until `until` (the longest access lifetime).
+    fn revoke_session(&self, sid: &str, until: i64, now: i64);
+    /// Whether a token with this jti and sid is refused at `now`.
+    fn is_revoked(&self, jti: &str, sid: &str, now: i64) -> bool;
+}

@@ -1,0 +1,94 @@
+//! The two token cookies (S1), written exactly, and read back from the `Cookie` header.
+//!
+//! `access_token`: HttpOnly, Secure (COOKIE_SECURE), SameSite (COOKIE_SAMESITE), Path=/,
+//! Max-Age = access lifetime. `refresh_token`: the same but Path=/refresh, so the browser sends
+//! it to the refresh endpoint only and every other request carries one token less.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+
+use crate::config::Config;
+
+/// The access cookie's name.
+pub const ACCESS_COOKIE: &str = "access_token";
+/// The refresh cookie's name.
+pub const REFRESH_COOKIE: &str = "refresh_token";
+/// The refresh cookie's path.
+pub const REFRESH_PATH: &str = "/refresh";
+
+fn cookie(config: &Config, name: &str, value: &str, path: &str, max_age: i64) -> Option<HeaderValue> {
+    let secure = if config.cookie_secure { "; Secure" } else { "" };
+    let text = format!(
+        "{name}={value}; HttpOnly{secure}; SameSite={}; Path={path}; Max-Age={max_age}",
+        config.cookie_samesite.as_str()
+    );
+    // Token values are base64url and dots, always valid header text.
+    HeaderValue::from_str(&text).ok()
+}
+
+/// `Set-Cookie` values for a fresh token pair.
+pub fn set_tokens(config: &Config, access: &str, refresh: &str) -> Vec<HeaderValue> {
+    [
+        cookie(config, ACCESS_COOKIE, access, "/", config.access_ttl_secs),
+        cookie(config, REFRESH_COOKIE, refresh, REFRESH_PATH, config.refresh_ttl_secs),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `Set-Cookie` values that delete both cookies (same name, path and attributes, Max-Age=0).
+pub fn clear_tokens(config: &Config) -> Vec<HeaderValue> {
+    [
+        cookie(config, ACCESS_COOKIE, "", "/", 0),
+        cookie(config, REFRESH_COOKIE, "", REFRESH_PATH, 0),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The value of cookie `name` from the request's `Cookie` headers. A name sent twice is
+/// ambiguous (cookie tossing from a sibling subdomain can add a second one), so it is refused.
+pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found = None;
+    for header_value in headers.get_all(header::COOKIE) {
+        let Ok(text) = header_value.to_str() else { continue };
+        for pair in text.split(';') {
+            let Some((key, value)) = pair.trim().split_once('=') else { continue };
+            if key.trim() == name {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(value.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    found.filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_carry_the_exact_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(dir.path());
+        config.cookie_secure = true;
+        let set = set_tokens(&config, "a.b.c", "d.e.f");
+        assert_eq!(set[0], "access_token=a.b.c; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=900");
+        assert_eq!(set[1], "refresh_token=d.e.f; HttpOnly; Secure; SameSite=Lax; Path=/refresh; Max-Age=604800");
+        let clear = clear_tokens(&config);
+        assert_eq!(clear[0], "access_token=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
+    }
+
+    #[test]
+    fn reading_finds_the_named_cookie_and_refuses_duplicates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; access_token=tok; b=2"));
+        assert_eq!(read(&headers, "access_token").as_deref(), Some("tok"));
+        assert_eq!(read(&headers, "missing"), None);
+        headers.append(header::COOKIE, HeaderValue::from_static("access_token=other"));
+        assert_eq!(read(&headers, "access_token"), None);
+    }
+}

@@ -1,0 +1,310 @@
+//! The unified error response (S5): every error, whether raised by a handler or by the framework
+//! (404, 405, 413, 415, malformed JSON), reaches the client as
+//! `{"error": code, "message": text, "details": object|null}`, in English or, when the client
+//! prefers it, in Chinese.
+//!
+//! Handlers return [`AppError`]. Its `IntoResponse` holds the whole status mapping in one match
+//! and attaches the error to the response as an extension; the outermost middleware
+//! ([`crate::http::unify_errors`]) renders the body in the client's language and turns bare
+//! framework errors into the same shape. A 5xx body never carries internals: the cause is
+//! logged with the request id and the body says only "internal server error".
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tessera_core::store::StoreError;
+
+use crate::i18n::Lang;
+
+/// What kind of error, with its code and status. One variant per `error` code on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the request is malformed (bad JSON syntax, credentials in the URL, ...).
+    BadRequest,
+    /// 401: no credentials were presented.
+    NotAuthenticated,
+    /// 401: a token was presented and is not valid.
+    InvalidToken,
+    /// 401: a token was presented and has expired.
+    TokenExpired,
+    /// 401: login failed (same answer for unknown user and wrong password).
+    InvalidCredentials,
+    /// 403: the account is disabled.
+    AccountDisabled,
+    /// 403: cookie-authenticated unsafe request without a matching X-CSRF-Token.
+    CsrfFailed,
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 408: the request took longer than the request timeout.
+    RequestTimeout,
+    /// 409: e.g. email already registered.
+    Conflict,
+    /// 413: body over MAX_BODY_BYTES.
+    PayloadTooLarge,
+    /// 415: not JSON (or form, where accepted).
+    UnsupportedMediaType,
+    /// 422: the body parsed but a field is missing or invalid.
+    ValidationError,
+    /// 429.
+    RateLimited,
+    /// 500.
+    InternalServerError,
+    /// 503: a dependency is down or the server sheds load.
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::NotAuthenticated
+            | ErrorCode::InvalidToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `error` code on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotAuthenticated => "not_authenticated",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::CsrfFailed => "csrf_failed",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::ValidationError => "validation_error",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InternalServerError => "internal_server_error",
+            ErrorCode::ServiceUnavailable => "service_unavailable",
+        }
+    }
+
+    /// The code a bare framework response of this status becomes.
+    pub fn for_status(status: StatusCode) -> ErrorCode {
+        match status.as_u16() {
+            401 => ErrorCode::NotAuthenticated,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
+            409 => ErrorCode::Conflict,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            422 => ErrorCode::ValidationError,
+            429 => ErrorCode::RateLimited,
+            503 => ErrorCode::ServiceUnavailable,
+            400..=499 => ErrorCode::BadRequest,
+            _ => ErrorCode::InternalServerError,
+        }
+    }
+}
+
+/// One field problem in `details.errors` of a 422.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field (`password`, `email`, ...).
+    pub field: String,
+    /// A stable code (`password_too_short`, `missing`, ...).
+    pub code: &'static str,
+    /// The English message; [`crate::i18n`] translates known codes.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field problem.
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// An error a handler returns.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A plain error of this code, with its standard message.
+    #[error("{}", .0.as_str())]
+    Code(ErrorCode),
+    /// 401 for a presented token, with the reason for RFC 6750's `error_description`.
+    #[error("token rejected")]
+    Token {
+        /// `InvalidToken` or `TokenExpired`.
+        code: ErrorCode,
+    },
+    /// 400 with a specific message key.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// 422 with the field problems.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 409 naming what already exists.
+    #[error("conflict on {0}")]
+    Conflict(&'static str),
+    /// 503 with Retry-After seconds.
+    #[error("unavailable: {reason}")]
+    Unavailable {
+        /// Seconds after which a retry makes sense.
+        retry_after: u64,
+        /// For the log only.
+        reason: String,
+    },
+    /// 500; the cause is logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> AppError {
+        match error {
+            StoreError::Conflict(field) => AppError::Conflict(field),
+            StoreError::Unavailable(reason) => AppError::Unavailable { retry_after: 5, reason },
+            StoreError::Internal(reason) => AppError::Internal(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+/// The error as attached to the response, for the language-aware renderer.
+#[derive(Debug, Clone)]
+pub struct RenderedError {
+    /// The code.
+    pub code: ErrorCode,
+    /// Message key for a specific message; `None` uses the code's standard message.
+    pub message_key: Option<&'static str>,
+    /// Field problems (422).
+    pub field_errors: Vec<FieldError>,
+    /// Extra details (409 field, 429 limit, ...).
+    pub details: Option<Value>,
+}
+
+impl RenderedError {
+    /// A rendered error with the standard message and no details.
+    pub fn plain(code: ErrorCode) -> RenderedError {
+        RenderedError {
+            code,
+            message_key: None,
+            field_errors: Vec::new(),
+            details: None,
+        }
+    }
+
+    /// The JSON body in `lang`.
+    pub fn body(&self, lang: Lang) -> Value {
+        let message = crate::i18n::message(self.message_key.unwrap_or(self.code.as_str()), lang);
+        let details = if self.field_errors.is_empty() {
+            self.details.clone()
+        } else {
+            let errors: Vec<Value> = self
+                .field_errors
+                .iter()
+                .map(|e| {
+                    json!({
+                        "field": e.field,
+                        "code": e.code,
+                        "message": crate::i18n::field_message(e.code, &e.message, lang),
+                    })
+                })
+                .collect();
+            Some(json!({ "errors": errors }))
+        };
+        // 5xx never carry details: nothing internal leaks.
+        let details = if self.code.status().is_server_error() && self.code != ErrorCode::ServiceUnavailable {
+            None
+        } else {
+            details
+        };
+        json!({ "error": self.code.as_str(), "message": message, "details": details })
+    }
+
+    /// The whole response in `lang`, with the headers the code requires.
+    pub fn into_response_in(self, lang: Lang) -> Response {
+        let status = self.code.status();
+        let body = self.body(lang);
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, www_authenticate(self.code));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// RFC 6750 section 3: `Bearer` always; `error="invalid_token"` and a description only when a
+/// token was presented.
+fn www_authenticate(code: ErrorCode) -> HeaderValue {
+    let value = match code {
+        ErrorCode::InvalidToken => r#"Bearer realm="tessera", error="invalid_token", error_description="The access token is invalid""#,
+        ErrorCode::TokenExpired => r#"Bearer realm="tessera", error="invalid_token", error_description="The access token expired""#,
+        _ => r#"Bearer realm="tessera""#,
+    };
+    HeaderValue::from_static(value)
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut retry_after = None;
+        let rendered = match self {
+            AppError::Code(code) => RenderedError::plain(code),
+            AppError::Token { code } => RenderedError::plain(code),
+            AppError::BadRequest(key) => RenderedError {
+                message_key: Some(key),
+                ..RenderedError::plain(ErrorCode::BadRequest)
+            },
+            AppError::Validation(field_errors) => RenderedError {
+                field_errors,
+                ..RenderedError::plain(ErrorCode::ValidationError)
+            },
+            AppError::Conflict(field) => RenderedError {
+                message_key: Some(match field {
+                    "email" => "conflict_email",
+                    "username" => "conflict_username",
+                    _ => "conflict",
+                }),
+                details: Some(json!({ "field": field })),
+                ..RenderedError::plain(ErrorCode::Conflict)
+            },
+            AppError::Unavailable { retry_after: secs, reason } => {
+                tracing::warn!(reason = %reason, "service unavailable");
+                retry_after = Some(secs);
+                RenderedError::plain(ErrorCode::ServiceUnavailable)
+            }
+            AppError::Internal(error) => {
+                tracing::error!(error = ?error, "internal error");
+                RenderedError::plain(ErrorCode::InternalServerError)
+            }
+        };
+        // Rendered in English here; the outer middleware re-renders for Chinese clients.
+        let mut response = rendered.into_response_in(Lang::En);
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Result type of handlers.
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,404 @@
+//! Registration, login, refresh and logout (S1, S2, S12, B2, B3, B6).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tessera_core::password::Verification;
+use tessera_core::store::{NewSession, NewUser, Rotation, RotationOutcome, User};
+use zeroize::Zeroizing;
+
+use crate::auth::{AuthUser, check_csrf, reject_token};
+use crate::cookies::{self, REFRESH_COOKIE};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError};
+use crate::extract::{ApiJson, ClientIp, JsonOrForm, UserAgent, parse_json};
+use crate::hashing::HashError;
+use crate::i18n::{Lang, message};
+use crate::state::{AppState, random_id, unix_now};
+
+/// Passwords longer than this (in bytes) are refused before any hashing work.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register", post(register))
+        .route("/login", post(login))
+        .route("/refresh", post(refresh))
+        .route("/logout", post(logout))
+        .route("/logout/all", post(logout_all))
+}
+
+fn hash_error(error: HashError) -> AppError {
+    match error {
+        // B8: shed load instead of queueing without bound.
+        HashError::Busy => AppError::Unavailable {
+            retry_after: 1,
+            reason: "password hashing queue full".into(),
+        },
+        HashError::Failed(reason) => AppError::Internal(anyhow::anyhow!(reason)),
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    email: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// A plausible email address: one `@`, a non-empty local part, a dotted domain, no spaces,
+/// at most 254 characters. Deliverability is not Tessera's concern.
+fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    email.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// 3 to 32 characters of letters, digits, `.`, `_` and `-`.
+fn is_valid_username(username: &str) -> bool {
+    (3..=32).contains(&username.len())
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
+    match value {
+        Some(value) => value,
+        None => {
+            errors.push(FieldError::new(field, "missing", "field required"));
+            String::new()
+        }
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> AppResult<Response> {
+    let mut errors = Vec::new();
+    let email = required(request.email, "email", &mut errors).trim().to_owned();
+    let username = required(request.username, "username", &mut errors).trim().to_owned();
+    let password = Zeroizing::new(required(request.password, "password", &mut errors));
+    if errors.is_empty() {
+        if !is_valid_email(&email) {
+            errors.push(FieldError::new("email", "invalid_email", "not a valid email address"));
+        }
+        if !is_valid_username(&username) {
+            errors.push(FieldError::new(
+                "username",
+                "invalid_username",
+                "must be 3 to 32 letters, digits, dots, underscores or hyphens",
+            ));
+        }
+        if let Err(violations) = state.policy.check(&password, &email, &username) {
+            errors.extend(violations.iter().map(|v| FieldError::new("password", v.code(), v.to_string())));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let password_hash = state.hashing.hash(password).await.map_err(hash_error)?;
+    let user = state
+        .users
+        .create(NewUser {
+            email,
+            username,
+            password_hash,
+            created_at: unix_now(),
+        })
+        .await?;
+    tracing::info!(event = "register", user_id = user.id, username = %user.username, ip_address = %ip, "account registered");
+    let body = json!({ "user_id": user.id, "email": user.email, "username": user.username });
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    email: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// The login response and the refresh response share this shape (S1, the contract table).
+fn token_response(state: &AppState, lang: Lang, message_key: &str, access: &str, refresh: &str, sid: &str) -> Response {
+    let delivery = state.config.token_delivery;
+    let mut body = Map::new();
+    body.insert("message".into(), json!(message(message_key, lang)));
+    if delivery.uses_body() {
+        body.insert("access_token".into(), json!(access));
+        body.insert("refresh_token".into(), json!(refresh));
+    }
+    body.insert("token_type".into(), json!("bearer"));
+    body.insert("expires_in".into(), json!(state.config.access_ttl_secs));
+    body.insert("csrf_token".into(), json!(state.keys.csrf.token_for(sid)));
+    let mut headers = HeaderMap::new();
+    if delivery.uses_cookies() {
+        for cookie in cookies::set_tokens(&state.config, access, refresh) {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+    }
+    // RFC 6749 section 5.1: token responses must not be cached.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    (StatusCode::OK, headers, axum::Json(Value::Object(body))).into_response()
+}
+
+async fn login(
+    State(state): State<AppState>,
+    lang: Lang,
+    ClientIp(ip): ClientIp,
+    UserAgent(user_agent): UserAgent,
+    JsonOrForm(request): JsonOrForm<LoginRequest>,
+) -> AppResult<Response> {
+    let mut errors = Vec::new();
+    let login = request.email.or(request.username).map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+    if login.is_none() {
+        errors.push(FieldError::new("email", "missing", "email or username required"));
+    }
+    let password = Zeroizing::new(required(request.password, "password", &mut errors));
+    if password.len() > MAX_PASSWORD_BYTES {
+        errors.push(FieldError::new("password", "too_long", "too long"));
+    }
+    let (Some(login), true) = (login, errors.is_empty()) else {
+        return Err(AppError::Validation(errors));
+    };
+    if login.len() > 254 {
+        return Err(AppError::Validation(vec![FieldError::new("email", "too_long", "too long")]));
+    }
+
+    let started = std::time::Instant::now();
+    let user = state.users.find_by_login(&login).await?;
+    // Unknown user or not, the same hashing work happens (dummy hash), so the answer and its
+    // timing do not tell whether the account exists (B6).
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verification = state.hashing.verify(password.clone(), stored).await.map_err(hash_error)?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+
+    let user = match (user, verification) {
+        (Some(user), Verification::Valid { needs_rehash }) => {
+            if needs_rehash {
+                rehash_in_background(&state, user.id, password);
+            }
+            user
+        }
+        (user, _) => {
+            let reason = if user.is_some() { "wrong_password" } else { "user_not_found" };
+            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason, elapsed_ms, "login failed");
+            return Err(AppError::Code(ErrorCode::InvalidCredentials));
+        }
+    };
+    if user.disabled_at.is_some() {
+        tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "disabled", "login to a disabled account");
+        return Err(AppError::Code(ErrorCode::AccountDisabled));
+    }
+    let response = start_session(&state, lang, &user, &ip, user_agent).await?;
+    tracing::info!(event = "login_success", user_id = user.id, username = %user.username, ip_address = %ip, elapsed_ms, "login succeeded");
+    Ok(response)
+}
+
+/// Upgrades a password hash made with old parameters, after the response has gone.
+fn rehash_in_background(state: &AppState, user_id: i64, password: Zeroizing<String>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let result = match state.hashing.hash(password).await {
+            Ok(hash) => state.users.update_password_hash(user_id, &hash).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => tracing::info!(event = "password_rehashed", user_id, "password hash upgraded to current parameters"),
+            Err(error) => tracing::warn!(event = "password_rehash_failed", user_id, %error, "password rehash failed; will retry at next login"),
+        }
+    });
+}
+
+/// Creates a session and answers with its first token pair.
+async fn start_session(state: &AppState, lang: Lang, user: &User, ip: &str, user_agent: Option<String>) -> AppResult<Response> {
+    let now = unix_now();
+    let sid = random_id();
+    let refresh_jti = random_id();
+    let expires_at = now + state.config.refresh_ttl_secs;
+    // Sign first: if signing failed after the insert, a session would exist that no client holds.
+    let access = state.issue_access(user.id, &user.username, &sid, now).map_err(anyhow::Error::from)?;
+    let refresh = state
+        .issue_refresh(user.id, &user.username, &sid, &refresh_jti, now, expires_at)
+        .map_err(anyhow::Error::from)?;
+    state
+        .sessions
+        .create(NewSession {
+            id: sid.clone(),
+            user_id: user.id,
+            refresh_jti,
+            now,
+            expires_at,
+            ip_address: Some(ip.to_owned()),
+            user_agent,
+        })
+        .await?;
+    Ok(token_response(state, lang, "login_success", &access.token, &refresh, &sid))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: Option<String>,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    lang: Lang,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<Response> {
+    // The token comes from the JSON body (API clients) or from the refresh cookie (browsers,
+    // which must then prove the request is their own with the CSRF header).
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(AppError::Code(ErrorCode::UnsupportedMediaType));
+        }
+        parse_json::<RefreshRequest>(&body)?.refresh_token
+    };
+    let (token, via_cookie) = match from_body {
+        Some(token) => (token, false),
+        None => match cookies::read(&headers, REFRESH_COOKIE) {
+            Some(token) => (token, true),
+            None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
+        },
+    };
+    let now = unix_now();
+    let claims = state.verify_refresh(&token, now).map_err(|e| reject_token(&e, &token, &ip))?;
+    if via_cookie {
+        check_csrf(&state, &headers, &claims.sid, &ip)?;
+    }
+    let user = match state.users.find_by_id(claims.user_id).await? {
+        Some(user) if user.disabled_at.is_none() => user,
+        _ => {
+            // The account is gone or disabled: end the session with it.
+            state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
+            state.deny_sessions([claims.sid.as_str()], now);
+            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+        }
+    };
+    let new_jti = random_id();
+    let new_expires_at = now + state.config.refresh_ttl_secs;
+    let outcome = state
+        .sessions
+        .rotate(Rotation {
+            session_id: &claims.sid,
+            presented_jti: &claims.jti,
+            new_jti: &new_jti,
+            now,
+            new_expires_at,
+            grace_secs: state.config.refresh_reuse_grace_secs,
+        })
+        .await?;
+    let (refresh_token, kind) = match outcome {
+        RotationOutcome::Rotated(_) => (
+            state.issue_refresh(user.id, &user.username, &claims.sid, &new_jti, now, new_expires_at),
+            "rotated",
+        ),
+        // A concurrent refresh already rotated this token moments ago: hand back the token it
+        // received (same jti, same times, same bytes), so one chain stays live (B2).
+        RotationOutcome::WithinGrace(session) => (
+            state.issue_refresh(
+                user.id,
+                &user.username,
+                &claims.sid,
+                &session.current_jti,
+                session.refresh_issued_at,
+                session.expires_at,
+            ),
+            "grace",
+        ),
+        RotationOutcome::ReuseDetected(_) => {
+            state.deny_sessions([claims.sid.as_str()], now);
+            tracing::warn!(
+                event = "refresh_reuse_detected",
+                user_id = user.id,
+                session_id = %claims.sid,
+                ip_address = %ip,
+                "a spent refresh token was presented again; the whole session family is revoked"
+            );
+            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+        }
+        RotationOutcome::Invalid => {
+            tracing::warn!(event = "invalid_token", ip_address = %ip, user_id = user.id, reason = "session revoked or expired", "refresh refused");
+            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+        }
+    };
+    let refresh_token = refresh_token.map_err(anyhow::Error::from)?;
+    let access = state.issue_access(user.id, &user.username, &claims.sid, now).map_err(anyhow::Error::from)?;
+    tracing::info!(event = "token_refresh", user_id = user.id, ip_address = %ip, rotation = kind, "tokens refreshed");
+    Ok(token_response(&state, lang, "refresh_success", &access.token, &refresh_token, &claims.sid))
+}
+
+fn cleared_cookies(state: &AppState) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for cookie in cookies::clear_tokens(&state.config) {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    headers
+}
+
+async fn logout(State(state): State<AppState>, user: AuthUser, lang: Lang, ClientIp(ip): ClientIp) -> AppResult<Response> {
+    let now = unix_now();
+    let claims = &user.claims;
+    // B3: the refresh cookie (Path=/refresh) never reaches /logout, so the session is revoked
+    // by its id, and the access token presented is refused from this moment on.
+    state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
+    state.denylist.revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
+    state.deny_sessions([claims.sid.as_str()], now);
+    tracing::info!(event = "logout", user_id = claims.user_id, ip_address = %ip, "logged out");
+    let body = json!({ "message": message("logout_success", lang) });
+    Ok((StatusCode::OK, cleared_cookies(&state), axum::Json(body)).into_response())
+}
+
+async fn logout_all(State(state): State<AppState>, user: AuthUser, lang: Lang, ClientIp(ip): ClientIp) -> AppResult<Response> {
+    let now = unix_now();
+    let claims = &user.claims;
+    let revoked = state.sessions.revoke_all(claims.user_id, now).await?;
+    state.denylist.revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
+    state.deny_sessions(revoked.iter().map(String::as_str).chain([claims.sid.as_str()]), now);
+    tracing::info!(event = "logout_all", user_id = claims.user_id, ip_address = %ip, sessions_revoked = revoked.len(), "logged out everywhere");
+    let body = json!({ "message": message("logout_all_success", lang), "sessions_revoked": revoked.len() });
+    Ok((StatusCode::OK, cleared_cookies(&state), axum::Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_check_accepts_plain_addresses_only() {
+        for good in ["a@example.com", "first.last+tag@sub.example.co"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in ["", "a", "a@b", "@example.com", "a@@example.com", "a b@example.com", "a@.com", "a@example.", "a@exa mple.com"] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn username_check_allows_a_safe_alphabet() {
+        assert!(is_valid_username("alice_01"));
+        assert!(!is_valid_username("al"));
+        assert!(!is_valid_username("alice smith"));
+        assert!(!is_valid_username(&"a".repeat(33)));
+        assert!(!is_valid_username("<script>"));
+    }
+}

@@ -1,0 +1,175 @@
+//! The HTTP surface: one router per feature, merged here, and the middleware every request
+//! passes through.
+//!
+//! Layers, outermost first: request id and span, credentials-in-URL guard, unified errors
+//! (renders every error body, in the client's language), CORS, panic catcher, timeout,
+//! security headers, body limits, then the routes.
+
+mod account;
+mod agent;
+mod health;
+mod profile;
+mod sessions;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+use crate::error::{AppError, ErrorCode, RenderedError};
+use crate::extract::has_credentials_in_query;
+use crate::i18n::Lang;
+use crate::state::{AppState, random_id};
+
+/// The response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    // No origins configured: no CORS layer at all, so browsers apply the same-origin policy.
+    let cors = (!config.cors_origins.is_empty()).then(|| cors_layer(&config.cors_origins));
+    Router::new()
+        .merge(account::router())
+        .merge(sessions::router())
+        .merge(profile::router())
+        .merge(agent::router())
+        .merge(health::router())
+        .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            tracing::error!("handler panicked");
+            AppError::Code(ErrorCode::InternalServerError).into_response()
+        }))
+        .layer(tower::util::option_layer(cors))
+        .layer(middleware::from_fn(unify_errors))
+        .layer(middleware::from_fn(refuse_credentials_in_query))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::ACCEPT_LANGUAGE,
+            HeaderName::from_static("x-csrf-token"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// A client-supplied request id is kept when it is short and plain; otherwise one is made.
+fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
+    let text = value?.to_str().ok()?;
+    let is_sane = !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    is_sane.then(|| text.to_owned())
+}
+
+/// Gives every request an id, a span carrying it (so every log line of the request has it),
+/// and echoes it in the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = sane_request_id(req.headers().get(REQUEST_ID_HEADER)).unwrap_or_else(random_id);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Refuses any request that carries credentials in its query string (B6).
+async fn refuse_credentials_in_query(req: Request, next: Next) -> Response {
+    if req.uri().query().is_some_and(has_credentials_in_query) {
+        let lang = Lang::from_headers(req.headers());
+        return RenderedError {
+            message_key: Some("credentials_in_query"),
+            ..RenderedError::plain(ErrorCode::BadRequest)
+        }
+        .into_response_in(lang);
+    }
+    next.run(req).await
+}
+
+/// Renders every error response in the unified format and the client's language. Errors from
+/// handlers arrive with a [`RenderedError`] extension; bare framework responses (404 from
+/// routing, 405, 408 from the timeout, 413 from the body limit, a panic's 500) are rebuilt from
+/// their status, keeping their headers (Allow, Retry-After).
+pub async fn unify_errors(req: Request, next: Next) -> Response {
+    let lang = Lang::from_headers(req.headers());
+    let response = next.run(req).await;
+    if let Some(rendered) = response.extensions().get::<RenderedError>().cloned() {
+        if lang == Lang::En {
+            return response;
+        }
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let body = serde_json::to_vec(&rendered.body(lang)).unwrap_or_default();
+        return Response::from_parts(parts, Body::from(body));
+    }
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut unified = RenderedError::plain(ErrorCode::for_status(status)).into_response_in(lang);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            unified.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    unified
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,139 @@
+//! Messages in English and Chinese (S5: Chinese when `Accept-Language` prefers zh).
+//!
+//! The language comes from the request's `Accept-Language` header: the tag with the highest
+//! q-value wins, and anything whose primary subtag is `zh` selects Chinese.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+/// A response language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// English (default).
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
+
+impl Lang {
+    /// The language preferred by an `Accept-Language` header.
+    pub fn from_headers(headers: &HeaderMap) -> Lang {
+        let Some(value) = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else {
+            return Lang::En;
+        };
+        let mut best = (0.0f32, Lang::En);
+        for item in value.split(',').take(32) {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let quality = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            let lang = if tag == "zh" || tag.starts_with("zh-") { Lang::Zh } else { Lang::En };
+            if quality > best.0 {
+                best = (quality, lang);
+            }
+        }
+        best.1
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lang::from_headers(&parts.headers))
+    }
+}
+
+/// The message for a key in a language. Keys are error codes or specific message keys.
+pub fn message(key: &str, lang: Lang) -> &'static str {
+    let (en, zh) = match key {
+        "bad_request" => ("The request is malformed", "请求格式错误"),
+        "malformed_json" => ("The request body is not valid JSON", "请求体不是有效的 JSON"),
+        "malformed_form" => ("The request body is not a valid form", "请求体不是有效的表单"),
+        "credentials_in_query" => (
+            "Credentials must be sent in the request body, never in the URL",
+            "凭据必须放在请求体中，不能放在 URL 中",
+        ),
+        "invalid_header" => ("A request header is malformed", "请求头格式错误"),
+        "not_authenticated" => ("Authentication required", "需要身份验证"),
+        "invalid_token" => ("Invalid token", "无效的令牌"),
+        "token_expired" => ("Token has expired", "令牌已过期"),
+        "invalid_credentials" => ("Invalid email, username or password", "邮箱、用户名或密码错误"),
+        "account_disabled" => ("This account is disabled", "该账户已被禁用"),
+        "csrf_failed" => ("CSRF token missing or invalid", "CSRF 令牌缺失或无效"),
+        "not_found" => ("Not found", "资源不存在"),
+        "method_not_allowed" => ("Method not allowed", "不允许的请求方法"),
+        "request_timeout" => ("The request took too long", "请求超时"),
+        "conflict" => ("The resource already exists", "资源已存在"),
+        "conflict_email" => ("This email is already registered", "该邮箱已被注册"),
+        "conflict_username" => ("This username is already taken", "该用户名已被占用"),
+        "payload_too_large" => ("The request body is too large", "请求体过大"),
+        "unsupported_media_type" => (
+            "Unsupported content type: send application/json",
+            "不支持的内容类型：请使用 application/json",
+        ),
+        "validation_error" => ("The request has invalid fields", "请求参数验证失败"),
+        "rate_limited" => ("Too many requests, please try again later", "请求过于频繁，请稍后再试"),
+        "service_unavailable" => ("Service temporarily unavailable, please retry", "服务暂时不可用，请稍后重试"),
+        "login_success" => ("Login successful", "登录成功"),
+        "refresh_success" => ("Token refreshed", "令牌已刷新"),
+        "logout_success" => ("Logged out", "已退出登录"),
+        "logout_all_success" => ("Logged out of all sessions", "已退出所有会话"),
+        _ => ("Internal server error", "服务器内部错误"),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    }
+}
+
+/// A field problem's message in a language; unknown codes keep the English text given.
+pub fn field_message(code: &str, english: &str, lang: Lang) -> String {
+    if lang == Lang::En {
+        return english.to_owned();
+    }
+    let zh = match code {
+        "missing" => "缺少此字段",
+        "invalid_type" => "字段类型错误",
+        "invalid_email" => "邮箱格式无效",
+        "invalid_username" => "用户名须为 3 到 32 个字母、数字、点、下划线或连字符",
+        "password_too_short" => "密码长度不足 8 个字符",
+        "password_too_long" => "密码不能超过 128 个字符",
+        "password_too_common" => "密码过于常见",
+        "password_equals_email" => "密码不能与邮箱相同",
+        "password_equals_username" => "密码不能与用户名相同",
+        "empty" => "不能为空",
+        "too_long" => "内容过长",
+        _ => return english.to_owned(),
+    };
+    zh.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn lang(value: &str) -> Lang {
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::ACCEPT_LANGUAGE, HeaderValue::from_str(value).unwrap());
+        Lang::from_headers(&headers)
+    }
+
+    #[test]
+    fn highest_quality_language_wins() {
+        assert_eq!(lang("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh);
+        assert_eq!(lang("en-US,en;q=0.9,zh;q=0.8"), Lang::En);
+        assert_eq!(lang("fr;q=0.9, zh-TW;q=0.95"), Lang::Zh);
+        assert_eq!(lang("zh"), Lang::Zh);
+        assert_eq!(lang("de"), Lang::En);
+        assert_eq!(lang("zhx"), Lang::En);
+        assert_eq!(lang(";;;,,q=abc"), Lang::En);
+        assert_eq!(Lang::from_headers(&HeaderMap::new()), Lang::En);
+    }
+}

@@ -1,0 +1,148 @@
+//! The application state shared by every handler, and the token operations built on it.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rand::RngCore;
+use rand::rngs::OsRng;
+use tessera_core::csrf::CsrfKey;
+use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
+use tessera_core::keys::{KeyRing, SignError};
+use tessera_core::password::PasswordPolicy;
+use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
+
+use crate::config::Config;
+use crate::hashing::HashPool;
+
+/// Current Unix time in seconds: the one place the server reads the clock for token logic.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A random 128-bit identifier, base64url (22 characters): session ids and token ids.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    tessera_core::b64::encode(&bytes)
+}
+
+/// The key rings and the CSRF key. The rings sit behind `ArcSwap` so that a rotation replaces a
+/// whole ring at once while requests keep verifying against the one they loaded.
+pub struct Keys {
+    /// Signs and verifies access tokens.
+    pub access: ArcSwap<KeyRing>,
+    /// Signs and verifies refresh tokens.
+    pub refresh: ArcSwap<KeyRing>,
+    /// Derives CSRF tokens.
+    pub csrf: CsrfKey,
+    /// Where the keys came from, for the startup line.
+    pub source: &'static str,
+}
+
+/// Everything a handler needs.
+pub struct Inner {
+    /// Checked configuration.
+    pub config: Config,
+    /// Accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Persisted keys.
+    pub key_store: Arc<dyn KeyStore>,
+    /// Revoked tokens and sessions.
+    pub denylist: Arc<dyn Denylist>,
+    /// Keys.
+    pub keys: Keys,
+    /// Password hashing.
+    pub hashing: HashPool,
+    /// Password rules.
+    pub policy: PasswordPolicy,
+    /// iss/aud/leeway.
+    pub validation: Validation,
+}
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A freshly issued access token and its claims.
+pub struct IssuedAccess {
+    /// The token.
+    pub token: String,
+    /// Its claims.
+    pub claims: Claims,
+}
+
+impl AppState {
+    /// Issues an access token for a session.
+    pub fn issue_access(&self, user_id: i64, username: &str, sid: &str, now: i64) -> Result<IssuedAccess, SignError> {
+        let claims = Claims {
+            sub: user_id.to_string(),
+            user_id,
+            username: username.to_owned(),
+            sid: sid.to_owned(),
+            jti: random_id(),
+            iat: now,
+            nbf: now,
+            exp: now + self.config.access_ttl_secs,
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+        };
+        let token = jwt::issue(&self.keys.access.load(), TokenKind::Access, &claims, &mut OsRng)?;
+        Ok(IssuedAccess { token, claims })
+    }
+
+    /// Issues the refresh token with id `jti` of a session. Deterministic for given inputs (the
+    /// refresh ring is HMAC), which lets a refresh within the grace window hand back the very
+    /// token that the winning concurrent refresh received.
+    pub fn issue_refresh(&self, user_id: i64, username: &str, sid: &str, jti: &str, iat: i64, exp: i64) -> Result<String, SignError> {
+        let claims = Claims {
+            sub: user_id.to_string(),
+            user_id,
+            username: username.to_owned(),
+            sid: sid.to_owned(),
+            jti: jti.to_owned(),
+            iat,
+            nbf: iat,
+            exp,
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+        };
+        jwt::issue(&self.keys.refresh.load(), TokenKind::Refresh, &claims, &mut OsRng)
+    }
+
+    /// Verifies an access token (signature, claims); the denylist is checked by the caller.
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        jwt::verify(&self.keys.access.load(), token, TokenKind::Access, &self.validation, now)
+    }
+
+    /// Verifies a refresh token.
+    pub fn verify_refresh(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        jwt::verify(&self.keys.refresh.load(), token, TokenKind::Refresh, &self.validation, now)
+    }
+
+    /// Until when a revoked session's access tokens must be refused: the longest an access
+    /// token issued now could live, plus the leeway.
+    pub fn session_denial_until(&self, now: i64) -> i64 {
+        now + self.config.access_ttl_secs + self.config.leeway_secs
+    }
+
+    /// Refuses every access token of these sessions from now on.
+    pub fn deny_sessions<'a>(&self, session_ids: impl IntoIterator<Item = &'a str>, now: i64) {
+        let until = self.session_denial_until(now);
+        for sid in session_ids {
+            self.denylist.revoke_session(sid, until, now);
+        }
+    }
+}
