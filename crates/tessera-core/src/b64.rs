@@ -26,6 +26,12 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
+/// Decodes canonical unpadded base64url into `out`, returning the length; `None` when the text
+/// is not canonical or `out` may be too small.
+pub fn decode_slice(text: &str, out: &mut [u8]) -> Option<usize> {
+    URL_SAFE_NO_PAD.decode_slice(text, out).ok()
+}
+
 /// Decodes canonical unpadded base64url into `out`, replacing its content.
 pub fn decode_into(text: &str, out: &mut Vec<u8>) -> Option<()> {
     out.clear();

@@ -25,8 +25,8 @@ impl TokenKind {
     /// The `typ` header value for this kind.
     pub fn typ(self) -> &'static str {
         match self {
-            TokenKind::Access => "at+jwt",
-            TokenKind::Refresh => "refresh+jwt",
+            TokenKind::Access => jws::TYP_ACCESS,
+            TokenKind::Refresh => jws::TYP_REFRESH,
         }
     }
 }

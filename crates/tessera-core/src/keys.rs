@@ -12,6 +12,7 @@
 //! Private material never leaves a [`Key`] except through [`Key::export_private`], which the
 //! store uses to persist it; [`Jwk`] cannot serialise private members at all.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use hmac::{Hmac, Mac};
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
 use crate::b64;
-use crate::jws::Algorithm;
+use crate::jws::{self, Algorithm, Header};
 
 /// RSA moduli below this size are refused on import (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -258,6 +259,9 @@ pub struct Key {
     created_at: i64,
     deactivated_at: Option<i64>,
     material: Material,
+    /// The exact header segments this key writes for access and refresh tokens, so that
+    /// verification can recognise them without decoding (see `jws::Compact::parse_with`).
+    known_headers: Vec<(String, &'static str)>,
 }
 
 impl fmt::Debug for Key {
@@ -405,6 +409,10 @@ impl Key {
     }
 
     fn assemble(kid: Kid, alg: Algorithm, state: KeyState, created_at: i64, material: Material) -> Key {
+        let known_headers = [jws::TYP_ACCESS, jws::TYP_REFRESH]
+            .into_iter()
+            .filter_map(|typ| jws::header_segment(alg, kid.as_str(), Some(typ)).map(|segment| (segment, typ)))
+            .collect();
         Key {
             kid,
             alg,
@@ -412,6 +420,7 @@ impl Key {
             created_at,
             deactivated_at: None,
             material,
+            known_headers,
         }
     }
 
@@ -540,10 +549,10 @@ impl Key {
         if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
             return Err(KeyError::WrongUse);
         }
-        if let Some(ops) = &jwk.key_ops {
-            if !ops.iter().any(|op| op == "verify") {
-                return Err(KeyError::WrongUse);
-            }
+        if let Some(ops) = &jwk.key_ops
+            && !ops.iter().any(|op| op == "verify")
+        {
+            return Err(KeyError::WrongUse);
         }
         let alg_name = jwk.alg.as_deref().ok_or(KeyError::UnsupportedJwk("missing alg"))?;
         let alg = Algorithm::from_name(alg_name).ok_or(KeyError::UnsupportedJwk("unsupported alg"))?;
@@ -852,6 +861,20 @@ impl KeyRing {
             .ok_or_else(|| KeyRingError::UnknownKid(kid.to_owned()))?;
         key.set_state(state, now);
         Ok(())
+    }
+
+    /// The parsed header for a header segment written by one of this ring's verifying keys.
+    pub fn known_header(&self, segment: &str) -> Option<Header<'_>> {
+        self.keys.iter().filter(|k| k.state.is_verifying()).find_map(|key| {
+            key.known_headers
+                .iter()
+                .find(|(known, _)| known == segment)
+                .map(|(_, typ)| Header {
+                    alg: key.alg,
+                    kid: Some(Cow::Borrowed(key.kid.as_str())),
+                    typ: Some(Cow::Borrowed(*typ)),
+                })
+        })
     }
 
     /// The public JWK set: every asymmetric key that verifies (published, signing, verify-only).

@@ -23,7 +23,7 @@ impl fmt::Display for RateLimit {
         let (multiple, unit) = GRANULARITIES
             .iter()
             .rev()
-            .find(|(_, secs)| self.period_secs % secs == 0)
+            .find(|(_, secs)| self.period_secs.is_multiple_of(*secs))
             .map_or((self.period_secs, "second"), |(name, secs)| {
                 (self.period_secs / secs, name)
             });

@@ -63,15 +63,24 @@ impl MemoryDenylist {
 
 impl Denylist for MemoryDenylist {
     fn revoke_token(&self, jti: &str, until: i64, now: i64) {
-        self.tokens.write().unwrap_or_else(|e| e.into_inner()).insert(jti, until, now);
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(jti, until, now);
     }
 
     fn revoke_session(&self, sid: &str, until: i64, now: i64) {
-        self.sessions.write().unwrap_or_else(|e| e.into_inner()).insert(sid, until, now);
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sid, until, now);
     }
 
     fn is_revoked(&self, jti: &str, sid: &str, now: i64) -> bool {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner()).is_live(sid, now)
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_live(sid, now)
             || self.tokens.read().unwrap_or_else(|e| e.into_inner()).is_live(jti, now)
     }
 }

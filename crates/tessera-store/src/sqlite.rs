@@ -49,7 +49,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(path) = options.get_filename().to_str().filter(|p| !p.is_empty() && *p != ":memory:") {
+        if let Some(path) = options
+            .get_filename()
+            .to_str()
+            .filter(|p| !p.is_empty() && *p != ":memory:")
+        {
             create_private_file(Path::new(path))?;
         }
         SqliteStore::connect(options).await
@@ -94,7 +98,11 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     }
     #[cfg(not(unix))]
     {
-        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
     }
     Ok(())
 }
@@ -126,15 +134,14 @@ const USER_COLUMNS: &str = "id, email, username, password_hash, created_at, disa
 
 /// Maps a unique violation to the field it concerns.
 fn user_write_error(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error {
-        if db.is_unique_violation() {
-            let message = db.message();
-            return if message.contains("email") {
-                StoreError::Conflict("email")
-            } else {
-                StoreError::Conflict("username")
-            };
-        }
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        return if db.message().contains("email") {
+            StoreError::Conflict("email")
+        } else {
+            StoreError::Conflict("username")
+        };
     }
     store_error(error)
 }

@@ -103,7 +103,10 @@ fn alg_none_is_refused_in_every_spelling() {
             b64::encode(header.to_string().as_bytes()),
             b64::encode(claims_json().to_string().as_bytes())
         );
-        assert!(matches!(check(&unsigned), Err(TokenError::Malformed(_))), "{alg}: {unsigned}");
+        assert!(
+            matches!(check(&unsigned), Err(TokenError::Malformed(_))),
+            "{alg}: {unsigned}"
+        );
         // With some signature bytes, the alg rule itself must refuse it.
         let with_signature = forge(&header, &claims_json());
         assert_eq!(check(&with_signature), Err(TokenError::AlgorithmNotAllowed), "{alg}");
@@ -130,7 +133,11 @@ fn hs256_signed_with_an_asymmetric_public_key_is_refused() {
         }
         for secret in candidate_secrets {
             let header = json!({"alg": "HS256", "kid": key.kid().as_str(), "typ": "at+jwt"});
-            let token = forge_raw(header.to_string().as_bytes(), claims_json().to_string().as_bytes(), &secret);
+            let token = forge_raw(
+                header.to_string().as_bytes(),
+                claims_json().to_string().as_bytes(),
+                &secret,
+            );
             assert_eq!(check(&token), Err(TokenError::AlgorithmNotAllowed), "{alg}");
         }
     }
@@ -158,7 +165,11 @@ fn iat_and_nbf_as_strings_are_refused() {
     for field in ["iat", "nbf"] {
         let mut claims = claims_json();
         claims[field] = json!(NOW.to_string());
-        assert_eq!(check(&forge(&header_json(), &claims)), Err(TokenError::InvalidClaims), "{field}");
+        assert_eq!(
+            check(&forge(&header_json(), &claims)),
+            Err(TokenError::InvalidClaims),
+            "{field}"
+        );
     }
 }
 
@@ -171,24 +182,36 @@ fn missing_exp_is_refused() {
 
 #[test]
 fn every_claim_is_required() {
-    for field in ["sub", "user_id", "username", "sid", "jti", "iat", "nbf", "exp", "iss", "aud"] {
+    for field in [
+        "sub", "user_id", "username", "sid", "jti", "iat", "nbf", "exp", "iss", "aud",
+    ] {
         let mut claims = claims_json();
         claims.as_object_mut().unwrap().remove(field);
-        assert_eq!(check(&forge(&header_json(), &claims)), Err(TokenError::InvalidClaims), "{field}");
+        assert_eq!(
+            check(&forge(&header_json(), &claims)),
+            Err(TokenError::InvalidClaims),
+            "{field}"
+        );
     }
 }
 
 #[test]
 fn duplicate_exp_is_refused() {
-    let payload = claims_json().to_string().replacen('{', &format!("{{\"exp\":{},", NOW + 10_000_000), 1);
+    let payload = claims_json()
+        .to_string()
+        .replacen('{', &format!("{{\"exp\":{},", NOW + 10_000_000), 1);
     let token = forge_raw(header_json().to_string().as_bytes(), payload.as_bytes(), SECRET);
     assert_eq!(check(&token), Err(TokenError::InvalidClaims));
 }
 
 #[test]
 fn claims_that_are_not_an_object_are_refused() {
-    for payload in [json!([ "42", 42 ]), json!("claims"), json!(null)] {
-        assert_eq!(check(&forge(&header_json(), &payload)), Err(TokenError::InvalidClaims), "{payload}");
+    for payload in [json!(["42", 42]), json!("claims"), json!(null)] {
+        assert_eq!(
+            check(&forge(&header_json(), &payload)),
+            Err(TokenError::InvalidClaims),
+            "{payload}"
+        );
     }
 }
 
@@ -203,7 +226,11 @@ fn expired_token_is_reported_as_expired() {
 fn expired_token_with_a_bad_signature_is_not_reported_as_expired() {
     let mut claims = claims_json();
     claims["exp"] = json!(NOW - 100);
-    let token = forge_raw(header_json().to_string().as_bytes(), claims.to_string().as_bytes(), &[0u8; 32]);
+    let token = forge_raw(
+        header_json().to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+        &[0u8; 32],
+    );
     assert_eq!(check(&token), Err(TokenError::BadSignature));
 }
 
@@ -259,8 +286,15 @@ fn refresh_token_used_as_access_token_is_refused() {
 
 #[test]
 fn missing_or_generic_typ_is_refused() {
-    for header in [json!({"alg": "HS256", "kid": "hs"}), json!({"alg": "HS256", "kid": "hs", "typ": "JWT"})] {
-        assert_eq!(check(&forge(&header, &claims_json())), Err(TokenError::WrongType), "{header}");
+    for header in [
+        json!({"alg": "HS256", "kid": "hs"}),
+        json!({"alg": "HS256", "kid": "hs", "typ": "JWT"}),
+    ] {
+        assert_eq!(
+            check(&forge(&header, &claims_json())),
+            Err(TokenError::WrongType),
+            "{header}"
+        );
     }
 }
 
@@ -323,7 +357,10 @@ fn embedded_keys_in_the_header_are_refused() {
     for member in ["jku", "x5u", "x5c"] {
         let mut header = header_json();
         header[member] = json!("https://attacker.example/keys");
-        assert_eq!(check(&forge(&header, &claims_json())), Err(TokenError::UnsupportedHeader(member)));
+        assert_eq!(
+            check(&forge(&header, &claims_json())),
+            Err(TokenError::UnsupportedHeader(member))
+        );
     }
 }
 
@@ -424,7 +461,11 @@ fn token_signed_for_one_ring_is_unknown_to_another() {
 #[test]
 fn non_utf8_and_control_characters_are_refused() {
     let token = forge(&header_json(), &claims_json());
-    for bad in [format!("{token}\n"), format!(" {token}"), token.replacen('.', ".\u{0}", 1)] {
+    for bad in [
+        format!("{token}\n"),
+        format!(" {token}"),
+        token.replacen('.', ".\u{0}", 1),
+    ] {
         assert!(check(&bad).is_err(), "{bad:?}");
     }
 }

@@ -38,7 +38,14 @@ static TOKENS: LazyLock<Vec<(KeyRing, String)>> = LazyLock::new(|| {
 });
 
 fn accepts(ring: &KeyRing, token: &str) -> bool {
-    jwt::verify(ring, token, TokenKind::Access, &Validation::new("tessera", "tessera-api"), NOW).is_ok()
+    jwt::verify(
+        ring,
+        token,
+        TokenKind::Access,
+        &Validation::new("tessera", "tessera-api"),
+        NOW,
+    )
+    .is_ok()
 }
 
 /// Printable ASCII plus a few bytes that matter to parsers ('.', '=', whitespace, NUL).

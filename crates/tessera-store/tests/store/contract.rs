@@ -1,0 +1,251 @@
+//! The contract every backend must meet, written once against the traits.
+
+use std::sync::Arc;
+
+use tessera_core::Algorithm;
+use tessera_core::keys::KeyState;
+use tessera_core::store::{
+    KeyPurpose, KeyStore, NewSession, NewUser, Rotation, RotationOutcome, SessionStore, StoreError, StoredKey,
+    UserStore,
+};
+
+fn new_user(email: &str, username: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        username: username.into(),
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        created_at: 1_000,
+    }
+}
+
+fn new_session(id: &str, user_id: i64, jti: &str, now: i64) -> NewSession {
+    NewSession {
+        id: id.into(),
+        user_id,
+        refresh_jti: jti.into(),
+        now,
+        expires_at: now + 1_000,
+        ip_address: Some("127.0.0.1".into()),
+        user_agent: Some("test".into()),
+    }
+}
+
+fn rotation<'a>(session_id: &'a str, presented: &'a str, new: &'a str, now: i64, grace: i64) -> Rotation<'a> {
+    Rotation {
+        session_id,
+        presented_jti: presented,
+        new_jti: new,
+        now,
+        new_expires_at: now + 1_000,
+        grace_secs: grace,
+    }
+}
+
+pub async fn user_store_contract(users: &dyn UserStore) {
+    users.ping().await.unwrap();
+    let alice = users.create(new_user("Alice@Example.com", "Alice")).await.unwrap();
+    assert!(alice.id > 0);
+    assert_eq!(alice.email, "Alice@Example.com");
+
+    // Uniqueness is case-insensitive on both email and username.
+    assert_eq!(
+        users.create(new_user("alice@example.com", "other")).await,
+        Err(StoreError::Conflict("email"))
+    );
+    assert_eq!(
+        users.create(new_user("x@example.com", "ALICE")).await,
+        Err(StoreError::Conflict("username"))
+    );
+
+    // Login by email or username, any case.
+    for login in ["alice@example.com", "ALICE@EXAMPLE.COM", "alice", "Alice"] {
+        assert_eq!(
+            users.find_by_login(login).await.unwrap().map(|u| u.id),
+            Some(alice.id),
+            "{login}"
+        );
+    }
+    assert_eq!(users.find_by_login("nobody").await.unwrap(), None);
+    assert_eq!(users.find_by_id(alice.id).await.unwrap().unwrap().username, "Alice");
+    assert_eq!(users.find_by_id(alice.id + 1000).await.unwrap(), None);
+
+    users.update_password_hash(alice.id, "$argon2id$new").await.unwrap();
+    assert_eq!(
+        users.find_by_id(alice.id).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+
+    assert!(users.set_disabled(alice.id, Some(5)).await.unwrap());
+    assert_eq!(users.find_by_id(alice.id).await.unwrap().unwrap().disabled_at, Some(5));
+    assert!(!users.set_disabled(alice.id + 1000, Some(5)).await.unwrap());
+
+    let bob = users.create(new_user("bob@example.com", "bob")).await.unwrap();
+    let listed: Vec<i64> = users.list(10, 0).await.unwrap().iter().map(|u| u.id).collect();
+    assert_eq!(listed, vec![alice.id, bob.id]);
+    assert_eq!(users.list(1, 1).await.unwrap()[0].id, bob.id);
+
+    assert!(users.delete(bob.id).await.unwrap());
+    assert!(!users.delete(bob.id).await.unwrap());
+    assert_eq!(users.find_by_id(bob.id).await.unwrap(), None);
+}
+
+pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
+    let user = users.create(new_user("s@example.com", "sessions")).await.unwrap();
+    let created = sessions.create(new_session("s1", user.id, "j1", 100)).await.unwrap();
+    assert_eq!(created.current_jti, "j1");
+    assert_eq!(created.previous_jti, None);
+    assert_eq!(sessions.find("s1").await.unwrap().unwrap(), created);
+
+    // Rotation: the current token rotates.
+    let RotationOutcome::Rotated(rotated) = sessions.rotate(rotation("s1", "j1", "j2", 110, 10)).await.unwrap() else {
+        panic!("current token must rotate");
+    };
+    assert_eq!(
+        (rotated.current_jti.as_str(), rotated.previous_jti.as_deref()),
+        ("j2", Some("j1"))
+    );
+    assert_eq!(rotated.refresh_issued_at, 110);
+
+    // The replaced token within the grace window: nothing changes, the current chain is named.
+    let RotationOutcome::WithinGrace(grace) = sessions.rotate(rotation("s1", "j1", "j3", 115, 10)).await.unwrap()
+    else {
+        panic!("just-replaced token within grace");
+    };
+    assert_eq!(grace.current_jti, "j2");
+
+    // Outside the grace window it is reuse: the family is revoked.
+    let outcome = sessions.rotate(rotation("s1", "j1", "j4", 200, 10)).await.unwrap();
+    assert!(matches!(outcome, RotationOutcome::ReuseDetected(_)), "{outcome:?}");
+    assert!(sessions.find("s1").await.unwrap().unwrap().revoked_at.is_some());
+    // And the current token of the revoked family is dead too.
+    assert_eq!(
+        sessions.rotate(rotation("s1", "j2", "j5", 201, 10)).await.unwrap(),
+        RotationOutcome::Invalid
+    );
+
+    // An older token (neither current nor previous) is reuse even within seconds.
+    sessions.create(new_session("s2", user.id, "a1", 300)).await.unwrap();
+    sessions.rotate(rotation("s2", "a1", "a2", 301, 10)).await.unwrap();
+    sessions.rotate(rotation("s2", "a2", "a3", 302, 10)).await.unwrap();
+    assert!(matches!(
+        sessions.rotate(rotation("s2", "a1", "a9", 303, 10)).await.unwrap(),
+        RotationOutcome::ReuseDetected(_)
+    ));
+
+    // Unknown and expired sessions are invalid.
+    assert_eq!(
+        sessions.rotate(rotation("nope", "x", "y", 300, 10)).await.unwrap(),
+        RotationOutcome::Invalid
+    );
+    sessions.create(new_session("s3", user.id, "e1", 400)).await.unwrap();
+    assert_eq!(
+        sessions.rotate(rotation("s3", "e1", "e2", 5_000, 10)).await.unwrap(),
+        RotationOutcome::Invalid
+    );
+
+    // Listing, revoking one, revoking all.
+    sessions.create(new_session("s4", user.id, "b1", 500)).await.unwrap();
+    sessions.create(new_session("s5", user.id, "c1", 501)).await.unwrap();
+    let active: Vec<String> = sessions
+        .list_active(user.id, 600)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    // s3 (created at 400) is still live at 600; s1 and s2 are revoked.
+    assert_eq!(active, vec!["s5", "s4", "s3"]);
+    assert_eq!(sessions.count_active(600).await.unwrap(), 3);
+    assert_eq!(sessions.count_active(1_450).await.unwrap(), 2, "s3 expired at 1400");
+    let other = users.create(new_user("o@example.com", "other")).await.unwrap();
+    assert!(
+        !sessions.revoke(other.id, "s4", 600).await.unwrap(),
+        "someone else's session"
+    );
+    assert!(sessions.revoke(user.id, "s4", 600).await.unwrap());
+    assert!(!sessions.revoke(user.id, "s4", 601).await.unwrap(), "already revoked");
+    sessions.create(new_session("s6", user.id, "d1", 602)).await.unwrap();
+    let mut revoked = sessions.revoke_all(user.id, 610).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, vec!["s3", "s5", "s6"]);
+    assert!(sessions.list_active(user.id, 611).await.unwrap().is_empty());
+    let since: Vec<String> = sessions
+        .revoked_since(600)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        since.contains(&"s4".to_string()) && since.contains(&"s5".to_string()) && since.contains(&"s6".to_string())
+    );
+    assert!(!since.contains(&"s1".to_string()), "revoked at 200, before 600");
+
+    // Deleting the user deletes the sessions with it.
+    sessions.create(new_session("s7", other.id, "f1", 700)).await.unwrap();
+    users.delete(other.id).await.unwrap();
+    assert_eq!(sessions.find("s7").await.unwrap(), None);
+}
+
+/// Of many concurrent rotations of one token, exactly one rotates; the rest see the grace
+/// window, and the session ends with one current token.
+pub async fn concurrent_rotation_contract(users: Arc<dyn UserStore>, sessions: Arc<dyn SessionStore>) {
+    let user = users.create(new_user("c@example.com", "concurrent")).await.unwrap();
+    sessions.create(new_session("cs", user.id, "t0", 100)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let sessions = Arc::clone(&sessions);
+        tasks.push(tokio::spawn(async move {
+            let new = format!("t1-{i}");
+            sessions.rotate(rotation("cs", "t0", &new, 101, 10)).await.unwrap()
+        }));
+    }
+    let mut rotated = 0;
+    let mut grace = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            RotationOutcome::Rotated(_) => rotated += 1,
+            RotationOutcome::WithinGrace(_) => grace += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((rotated, grace), (1, 19));
+    let session = sessions.find("cs").await.unwrap().unwrap();
+    assert!(session.current_jti.starts_with("t1-"));
+    assert_eq!(session.previous_jti.as_deref(), Some("t0"));
+}
+
+fn stored_key(kid: &str, purpose: KeyPurpose) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        purpose,
+        alg: Algorithm::HS256,
+        state: KeyState::Signing,
+        created_at: 1,
+        deactivated_at: None,
+        private_key: vec![7; 32],
+    }
+}
+
+pub async fn key_store_contract(keys: &dyn KeyStore) {
+    assert!(keys.list(KeyPurpose::Access).await.unwrap().is_empty());
+    let first = keys
+        .insert_initial(KeyPurpose::Access, vec![stored_key("a1", KeyPurpose::Access)])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].private_key, vec![7; 32]);
+    // A second initial insert (another instance starting at the same time) changes nothing.
+    let second = keys
+        .insert_initial(KeyPurpose::Access, vec![stored_key("a2", KeyPurpose::Access)])
+        .await
+        .unwrap();
+    assert_eq!(second.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), vec!["a1"]);
+    // Purposes are separate.
+    let refresh = keys
+        .insert_initial(KeyPurpose::Refresh, vec![stored_key("r1", KeyPurpose::Refresh)])
+        .await
+        .unwrap();
+    assert_eq!(refresh[0].purpose, KeyPurpose::Refresh);
+    assert_eq!(keys.list(KeyPurpose::Access).await.unwrap().len(), 1);
+}
