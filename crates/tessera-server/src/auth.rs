@@ -33,14 +33,20 @@ pub struct AuthUser {
 /// A short, non-secret fingerprint of a token for logs: never the token itself.
 pub fn token_fingerprint(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    format!("sha256:{}", digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// The Bearer token, if the request has one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether a method changes state and so needs CSRF protection under cookie auth.
@@ -50,7 +56,10 @@ pub fn is_unsafe(method: &Method) -> bool {
 
 /// Checks the `X-CSRF-Token` header against the session's CSRF token.
 pub fn check_csrf(state: &AppState, headers: &HeaderMap, sid: &str, ip: &str) -> Result<(), AppError> {
-    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let presented = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if state.keys.csrf.verify(sid, presented) {
         Ok(())
     } else {
@@ -68,7 +77,9 @@ pub fn check_csrf(state: &AppState, headers: &HeaderMap, sid: &str, ip: &str) ->
 pub fn reject_token(error: &TokenError, token: &str, ip: &str) -> AppError {
     if error.is_expired() {
         tracing::info!(event = "token_expired", ip_address = %ip, token_prefix = %token_fingerprint(token), "token expired");
-        AppError::Token { code: ErrorCode::TokenExpired }
+        AppError::Token {
+            code: ErrorCode::TokenExpired,
+        }
     } else {
         tracing::warn!(
             event = "invalid_token",
@@ -77,7 +88,9 @@ pub fn reject_token(error: &TokenError, token: &str, ip: &str) -> AppError {
             reason = %error,
             "invalid token"
         );
-        AppError::Token { code: ErrorCode::InvalidToken }
+        AppError::Token {
+            code: ErrorCode::InvalidToken,
+        }
     }
 }
 
@@ -85,7 +98,9 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
         let (token, via_cookie) = match bearer_token(&parts.headers) {
             Some(token) => (token.to_owned(), false),
             None => match cookies::read(&parts.headers, ACCESS_COOKIE) {
@@ -94,7 +109,9 @@ impl FromRequestParts<AppState> for AuthUser {
             },
         };
         let now = unix_now();
-        let claims = state.verify_access(&token, now).map_err(|e| reject_token(&e, &token, &ip))?;
+        let claims = state
+            .verify_access(&token, now)
+            .map_err(|e| reject_token(&e, &token, &ip))?;
         if state.denylist.is_revoked(&claims.jti, &claims.sid, now) {
             tracing::warn!(
                 event = "invalid_token",
@@ -104,7 +121,9 @@ impl FromRequestParts<AppState> for AuthUser {
                 reason = "revoked",
                 "revoked token presented"
             );
-            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+            return Err(AppError::Token {
+                code: ErrorCode::InvalidToken,
+            });
         }
         if via_cookie && is_unsafe(&parts.method) {
             check_csrf(state, &parts.headers, &claims.sid, &ip)?;

@@ -262,7 +262,10 @@ impl Reader<'_> {
         if secret.expose().len() < MIN_SECRET_BYTES {
             return Err(invalid(
                 var,
-                format!("must be at least {MIN_SECRET_BYTES} bytes (got {}); generate one with `openssl rand -hex 32`", secret.expose().len()),
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes (got {}); generate one with `openssl rand -hex 32`",
+                    secret.expose().len()
+                ),
             ));
         }
         Ok(Some(secret))
@@ -275,9 +278,12 @@ impl Config {
         let r = Reader { vars };
 
         let bind_raw = r.get("BIND_ADDR").unwrap_or("127.0.0.1:8000");
-        let bind: SocketAddr = bind_raw
-            .parse()
-            .map_err(|_| invalid("BIND_ADDR", format!("must be host:port, e.g. 127.0.0.1:8000 (got {bind_raw:?})")))?;
+        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
+            invalid(
+                "BIND_ADDR",
+                format!("must be host:port, e.g. 127.0.0.1:8000 (got {bind_raw:?})"),
+            )
+        })?;
 
         let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or("./data"));
         let database = match r.get("DATABASE_URL") {
@@ -292,7 +298,9 @@ impl Config {
         }
 
         let algorithm_raw = r.get("ALGORITHM").unwrap_or("HS256");
-        let algorithm: Algorithm = algorithm_raw.parse().map_err(|e: tessera_core::jws::UnknownAlgorithm| invalid("ALGORITHM", e.to_string()))?;
+        let algorithm: Algorithm = algorithm_raw
+            .parse()
+            .map_err(|e: tessera_core::jws::UnknownAlgorithm| invalid("ALGORITHM", e.to_string()))?;
 
         let secret_key = r.secret("SECRET_KEY", "SECRET_KEY_FILE")?;
         let refresh_secret_key = r.secret("REFRESH_SECRET_KEY", "REFRESH_SECRET_KEY_FILE")?;
@@ -300,24 +308,35 @@ impl Config {
             if !algorithm.is_symmetric() {
                 return Err(invalid(
                     "SECRET_KEY",
-                    format!("is an HMAC secret and cannot be used with ALGORITHM={algorithm}; unset it and Tessera manages {algorithm} keys itself"),
+                    format!(
+                        "is an HMAC secret and cannot be used with ALGORITHM={algorithm}; unset it and Tessera manages {algorithm} keys itself"
+                    ),
                 ));
             }
             let min = tessera_core::keys::min_hmac_secret_len(algorithm);
             if secret.expose().len() < min {
-                return Err(invalid("SECRET_KEY", format!("must be at least {min} bytes for {algorithm}")));
+                return Err(invalid(
+                    "SECRET_KEY",
+                    format!("must be at least {min} bytes for {algorithm}"),
+                ));
             }
             if refresh_secret_key.is_none() {
-                return Err(invalid("REFRESH_SECRET_KEY", "must be set when SECRET_KEY is set (or unset both for managed keys)"));
+                return Err(invalid(
+                    "REFRESH_SECRET_KEY",
+                    "must be set when SECRET_KEY is set (or unset both for managed keys)",
+                ));
             }
         }
-        if let (Some(access), Some(refresh)) = (&secret_key, &refresh_secret_key) {
-            if access == refresh {
-                return Err(invalid("REFRESH_SECRET_KEY", "must differ from SECRET_KEY"));
-            }
+        if let (Some(access), Some(refresh)) = (&secret_key, &refresh_secret_key)
+            && access == refresh
+        {
+            return Err(invalid("REFRESH_SECRET_KEY", "must differ from SECRET_KEY"));
         }
         if refresh_secret_key.is_some() && secret_key.is_none() && algorithm.is_symmetric() {
-            return Err(invalid("SECRET_KEY", "must be set when REFRESH_SECRET_KEY is set (or unset both for managed keys)"));
+            return Err(invalid(
+                "SECRET_KEY",
+                "must be set when REFRESH_SECRET_KEY is set (or unset both for managed keys)",
+            ));
         }
 
         let access_ttl_secs = match r.get("ACCESS_TOKEN_EXPIRE_SECONDS") {
@@ -332,10 +351,18 @@ impl Config {
             "lax" => SameSite::Lax,
             "strict" => SameSite::Strict,
             "none" => SameSite::None,
-            _ => return Err(invalid("COOKIE_SAMESITE", format!("must be lax, strict or none (got {samesite_raw:?})"))),
+            _ => {
+                return Err(invalid(
+                    "COOKIE_SAMESITE",
+                    format!("must be lax, strict or none (got {samesite_raw:?})"),
+                ));
+            }
         };
         if cookie_samesite == SameSite::None && !cookie_secure {
-            return Err(invalid("COOKIE_SAMESITE", "none requires COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)"));
+            return Err(invalid(
+                "COOKIE_SAMESITE",
+                "none requires COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)",
+            ));
         }
 
         let cors_origins = parse_origins(r.get("CORS_ORIGINS"))?;
@@ -347,7 +374,12 @@ impl Config {
             "info" => "info",
             "warn" | "warning" => "warn",
             "error" | "critical" => "error",
-            _ => return Err(invalid("LOG_LEVEL", format!("must be TRACE, DEBUG, INFO, WARNING or ERROR (got {log_level_raw:?})"))),
+            _ => {
+                return Err(invalid(
+                    "LOG_LEVEL",
+                    format!("must be TRACE, DEBUG, INFO, WARNING or ERROR (got {log_level_raw:?})"),
+                ));
+            }
         }
         .to_owned();
         let log_format = match r.get("LOG_FORMAT").unwrap_or("json").to_ascii_lowercase().as_str() {
@@ -359,7 +391,12 @@ impl Config {
             "cookie" => TokenDelivery::Cookie,
             "body" => TokenDelivery::Body,
             "both" => TokenDelivery::Both,
-            other => return Err(invalid("TOKEN_DELIVERY", format!("must be cookie, body or both (got {other:?})"))),
+            other => {
+                return Err(invalid(
+                    "TOKEN_DELIVERY",
+                    format!("must be cookie, body or both (got {other:?})"),
+                ));
+            }
         };
 
         let defaults = PasswordParams::default();
@@ -369,7 +406,10 @@ impl Config {
             parallelism: r.parse_int("PASSWORD_HASH_PARALLELISM", defaults.parallelism, 1, 64)?,
         };
         if password_params.memory_kib < 8 * password_params.parallelism {
-            return Err(invalid("PASSWORD_HASH_MEMORY_KIB", "must be at least 8 KiB per lane of PASSWORD_HASH_PARALLELISM"));
+            return Err(invalid(
+                "PASSWORD_HASH_MEMORY_KIB",
+                "must be at least 8 KiB per lane of PASSWORD_HASH_PARALLELISM",
+            ));
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Half the cores by default: a login flood must leave CPU for token-verified requests (B8).
@@ -436,10 +476,19 @@ impl Config {
             ("DATABASE_URL", self.database.to_string()),
             ("REDIS_URL", "(unset: in-process state)".to_owned()),
             ("ALGORITHM", self.algorithm.to_string()),
-            ("SECRET_KEY", secret(&self.secret_key, "(unset: managed key ring in the database)")),
-            ("REFRESH_SECRET_KEY", secret(&self.refresh_secret_key, "(unset: managed key ring in the database)")),
+            (
+                "SECRET_KEY",
+                secret(&self.secret_key, "(unset: managed key ring in the database)"),
+            ),
+            (
+                "REFRESH_SECRET_KEY",
+                secret(&self.refresh_secret_key, "(unset: managed key ring in the database)"),
+            ),
             ("ACCESS_TOKEN_EXPIRE_SECONDS", self.access_ttl_secs.to_string()),
-            ("REFRESH_TOKEN_EXPIRE_DAYS", (self.refresh_ttl_secs / 86_400).to_string()),
+            (
+                "REFRESH_TOKEN_EXPIRE_DAYS",
+                (self.refresh_ttl_secs / 86_400).to_string(),
+            ),
             ("TOKEN_DELIVERY", format!("{:?}", self.token_delivery).to_lowercase()),
             ("TOKEN_ISSUER", self.issuer.clone()),
             ("TOKEN_AUDIENCE", self.audience.clone()),
@@ -472,23 +521,40 @@ fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
     if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
-            return Err(invalid("DATABASE_URL", "needs a file path, e.g. sqlite:///var/lib/tessera/tessera.db"));
+            return Err(invalid(
+                "DATABASE_URL",
+                "needs a file path, e.g. sqlite:///var/lib/tessera/tessera.db",
+            ));
         }
         return Ok(Database::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(invalid("DATABASE_URL", "the PostgreSQL backend is not part of this build yet; use sqlite:<path> or leave it unset"));
+        return Err(invalid(
+            "DATABASE_URL",
+            "the PostgreSQL backend is not part of this build yet; use sqlite:<path> or leave it unset",
+        ));
     }
-    Err(invalid("DATABASE_URL", "must start with sqlite: (e.g. sqlite://./data/tessera.db)"))
+    Err(invalid(
+        "DATABASE_URL",
+        "must start with sqlite: (e.g. sqlite://./data/tessera.db)",
+    ))
 }
 
 /// CORS_ORIGINS as a JSON list (`["https://a.example"]`) or a comma list.
 fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
     let items: Vec<String> = if raw.starts_with('[') {
-        serde_json::from_str(raw).map_err(|_| invalid("CORS_ORIGINS", "must be a JSON list of strings or a comma-separated list"))?
+        serde_json::from_str(raw).map_err(|_| {
+            invalid(
+                "CORS_ORIGINS",
+                "must be a JSON list of strings or a comma-separated list",
+            )
+        })?
     } else {
-        raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+        raw.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
     };
     for origin in &items {
         if origin == "*" {
@@ -498,10 +564,16 @@ fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
             ));
         }
         let is_origin = (origin.starts_with("https://") || origin.starts_with("http://"))
-            && !origin.trim_end_matches('/').split_once("://").is_some_and(|(_, rest)| rest.contains('/') || rest.is_empty())
+            && !origin
+                .trim_end_matches('/')
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('/') || rest.is_empty())
             && origin.parse::<axum::http::HeaderValue>().is_ok();
         if !is_origin {
-            return Err(invalid("CORS_ORIGINS", format!("{origin:?} is not an origin like https://app.example.com")));
+            return Err(invalid(
+                "CORS_ORIGINS",
+                format!("{origin:?} is not an origin like https://app.example.com"),
+            ));
         }
     }
     Ok(items.into_iter().map(|o| o.trim_end_matches('/').to_owned()).collect())
@@ -543,11 +615,20 @@ mod tests {
     fn each_invalid_value_names_its_variable() {
         let long = "k".repeat(32);
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-            (vec![("SECRET_KEY", "short"), ("REFRESH_SECRET_KEY", &long)], "SECRET_KEY"),
+            (
+                vec![("SECRET_KEY", "short"), ("REFRESH_SECRET_KEY", &long)],
+                "SECRET_KEY",
+            ),
             (vec![("SECRET_KEY", &long)], "REFRESH_SECRET_KEY"),
-            (vec![("SECRET_KEY", &long), ("REFRESH_SECRET_KEY", &long)], "REFRESH_SECRET_KEY"),
+            (
+                vec![("SECRET_KEY", &long), ("REFRESH_SECRET_KEY", &long)],
+                "REFRESH_SECRET_KEY",
+            ),
             (vec![("COOKIE_SAMESITE", "sideways")], "COOKIE_SAMESITE"),
-            (vec![("COOKIE_SAMESITE", "none"), ("COOKIE_SECURE", "false")], "COOKIE_SAMESITE"),
+            (
+                vec![("COOKIE_SAMESITE", "none"), ("COOKIE_SECURE", "false")],
+                "COOKIE_SAMESITE",
+            ),
             (vec![("CORS_ORIGINS", "*")], "CORS_ORIGINS"),
             (vec![("CORS_ORIGINS", "[\"*\"]")], "CORS_ORIGINS"),
             (vec![("CORS_ORIGINS", "app.example.com")], "CORS_ORIGINS"),
@@ -555,8 +636,14 @@ mod tests {
             (vec![("RATE_LIMIT_API", "lots")], "RATE_LIMIT_API"),
             (vec![("ALGORITHM", "none")], "ALGORITHM"),
             (vec![("ALGORITHM", "PS256")], "ALGORITHM"),
-            (vec![("ACCESS_TOKEN_EXPIRE_MINUTES", "0")], "ACCESS_TOKEN_EXPIRE_MINUTES"),
-            (vec![("ACCESS_TOKEN_EXPIRE_MINUTES", "ten")], "ACCESS_TOKEN_EXPIRE_MINUTES"),
+            (
+                vec![("ACCESS_TOKEN_EXPIRE_MINUTES", "0")],
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+            ),
+            (
+                vec![("ACCESS_TOKEN_EXPIRE_MINUTES", "ten")],
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+            ),
             (vec![("REFRESH_TOKEN_EXPIRE_DAYS", "-1")], "REFRESH_TOKEN_EXPIRE_DAYS"),
             (vec![("COOKIE_SECURE", "maybe")], "COOKIE_SECURE"),
             (vec![("LOG_LEVEL", "loud")], "LOG_LEVEL"),
@@ -593,7 +680,11 @@ mod tests {
 
     #[test]
     fn cors_origins_accept_json_and_comma_lists() {
-        let config = Config::from_vars(&vars(&[("CORS_ORIGINS", "[\"https://a.example\", \"http://localhost:3000\"]")])).unwrap();
+        let config = Config::from_vars(&vars(&[(
+            "CORS_ORIGINS",
+            "[\"https://a.example\", \"http://localhost:3000\"]",
+        )]))
+        .unwrap();
         assert_eq!(config.cors_origins, vec!["https://a.example", "http://localhost:3000"]);
         let config = Config::from_vars(&vars(&[("CORS_ORIGINS", "https://a.example/, https://b.example")])).unwrap();
         assert_eq!(config.cors_origins, vec!["https://a.example", "https://b.example"]);
@@ -601,7 +692,11 @@ mod tests {
 
     #[test]
     fn access_lifetime_in_seconds_overrides_minutes() {
-        let config = Config::from_vars(&vars(&[("ACCESS_TOKEN_EXPIRE_SECONDS", "2"), ("ACCESS_TOKEN_EXPIRE_MINUTES", "30")])).unwrap();
+        let config = Config::from_vars(&vars(&[
+            ("ACCESS_TOKEN_EXPIRE_SECONDS", "2"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "30"),
+        ]))
+        .unwrap();
         assert_eq!(config.access_ttl_secs, 2);
     }
 }

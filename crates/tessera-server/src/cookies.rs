@@ -54,7 +54,9 @@ pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
     for header_value in headers.get_all(header::COOKIE) {
         let Ok(text) = header_value.to_str() else { continue };
         for pair in text.split(';') {
-            let Some((key, value)) = pair.trim().split_once('=') else { continue };
+            let Some((key, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
             if key.trim() == name {
                 if found.is_some() {
                     return None;
@@ -76,10 +78,19 @@ mod tests {
         let mut config = Config::for_tests(dir.path());
         config.cookie_secure = true;
         let set = set_tokens(&config, "a.b.c", "d.e.f");
-        assert_eq!(set[0], "access_token=a.b.c; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=900");
-        assert_eq!(set[1], "refresh_token=d.e.f; HttpOnly; Secure; SameSite=Lax; Path=/refresh; Max-Age=604800");
+        assert_eq!(
+            set[0],
+            "access_token=a.b.c; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=900"
+        );
+        assert_eq!(
+            set[1],
+            "refresh_token=d.e.f; HttpOnly; Secure; SameSite=Lax; Path=/refresh; Max-Age=604800"
+        );
         let clear = clear_tokens(&config);
-        assert_eq!(clear[0], "access_token=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
+        assert_eq!(
+            clear[0],
+            "access_token=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0"
+        );
     }
 
     #[test]

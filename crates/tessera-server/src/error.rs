@@ -257,8 +257,12 @@ impl RenderedError {
 /// token was presented.
 fn www_authenticate(code: ErrorCode) -> HeaderValue {
     let value = match code {
-        ErrorCode::InvalidToken => r#"Bearer realm="tessera", error="invalid_token", error_description="The access token is invalid""#,
-        ErrorCode::TokenExpired => r#"Bearer realm="tessera", error="invalid_token", error_description="The access token expired""#,
+        ErrorCode::InvalidToken => {
+            r#"Bearer realm="tessera", error="invalid_token", error_description="The access token is invalid""#
+        }
+        ErrorCode::TokenExpired => {
+            r#"Bearer realm="tessera", error="invalid_token", error_description="The access token expired""#
+        }
         _ => r#"Bearer realm="tessera""#,
     };
     HeaderValue::from_static(value)
@@ -287,7 +291,10 @@ impl IntoResponse for AppError {
                 details: Some(json!({ "field": field })),
                 ..RenderedError::plain(ErrorCode::Conflict)
             },
-            AppError::Unavailable { retry_after: secs, reason } => {
+            AppError::Unavailable {
+                retry_after: secs,
+                reason,
+            } => {
                 tracing::warn!(reason = %reason, "service unavailable");
                 retry_after = Some(secs);
                 RenderedError::plain(ErrorCode::ServiceUnavailable)
@@ -300,7 +307,9 @@ impl IntoResponse for AppError {
         // Rendered in English here; the outer middleware re-renders for Chinese clients.
         let mut response = rendered.into_response_in(Lang::En);
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

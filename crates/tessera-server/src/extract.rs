@@ -59,7 +59,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
                     Some(rest) => (rest.split('`').next().unwrap_or_default().to_owned(), "missing"),
                     None => (path.clone(), "invalid_type"),
                 };
-                let field = if field.is_empty() || field == "." { "body".to_owned() } else { field };
+                let field = if field.is_empty() || field == "." {
+                    "body".to_owned()
+                } else {
+                    field
+                };
                 let message = text.split(" at line ").next().unwrap_or_default().to_owned();
                 AppError::Validation(vec![FieldError::new(field, code, message)])
             }
@@ -158,7 +162,9 @@ fn percent_decode_lossy(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(byte) => {
                         out.push(byte);
@@ -205,14 +211,24 @@ mod tests {
         struct Body {
             name: String,
         }
-        assert!(matches!(parse_json::<Body>(b"{"), Err(AppError::BadRequest("malformed_json"))));
-        assert!(matches!(parse_json::<Body>(b"{\"name\":\"a\"} trailing"), Err(AppError::BadRequest("malformed_json"))));
+        assert!(matches!(
+            parse_json::<Body>(b"{"),
+            Err(AppError::BadRequest("malformed_json"))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"{\"name\":\"a\"} trailing"),
+            Err(AppError::BadRequest("malformed_json"))
+        ));
         match parse_json::<Body>(b"{}") {
-            Err(AppError::Validation(errors)) => assert_eq!((errors[0].field.as_str(), errors[0].code), ("name", "missing")),
+            Err(AppError::Validation(errors)) => {
+                assert_eq!((errors[0].field.as_str(), errors[0].code), ("name", "missing"))
+            }
             other => panic!("{other:?}"),
         }
         match parse_json::<Body>(b"{\"name\": 5}") {
-            Err(AppError::Validation(errors)) => assert_eq!((errors[0].field.as_str(), errors[0].code), ("name", "invalid_type")),
+            Err(AppError::Validation(errors)) => {
+                assert_eq!((errors[0].field.as_str(), errors[0].code), ("name", "invalid_type"))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse_json::<Body>(b"[]"), Err(AppError::Validation(_))));

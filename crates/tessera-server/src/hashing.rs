@@ -40,7 +40,9 @@ pub struct HashPool {
 
 impl std::fmt::Debug for HashPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashPool").field("queued", &self.queue_depth()).finish_non_exhaustive()
+        f.debug_struct("HashPool")
+            .field("queued", &self.queue_depth())
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +81,10 @@ impl HashPool {
         self.queued.load(Ordering::Relaxed)
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&PasswordHasher) -> T + Send + 'static) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move |hasher| {
             let _ = done.send(work(hasher));
@@ -92,14 +97,18 @@ impl HashPool {
                 mpsc::TrySendError::Disconnected(_) => HashError::Failed("pool stopped".into()),
             });
         }
-        result.await.map_err(|_| HashError::Failed("worker dropped the job".into()))
+        result
+            .await
+            .map_err(|_| HashError::Failed("worker dropped the job".into()))
     }
 
     /// Checks a password against a stored hash, or, for an unknown user (`stored` is `None`),
     /// does the same work against the dummy hash and reports invalid.
     pub async fn verify(&self, password: Zeroizing<String>, stored: Option<String>) -> Result<Verification, HashError> {
         self.run(move |hasher| match stored {
-            Some(stored) => hasher.verify(&password, &stored).map_err(|e| HashError::Failed(e.to_string())),
+            Some(stored) => hasher
+                .verify(&password, &stored)
+                .map_err(|e| HashError::Failed(e.to_string())),
             None => {
                 hasher.dummy_verify(&password);
                 Ok(Verification::Invalid)
@@ -113,7 +122,9 @@ impl HashPool {
         self.run(move |hasher| {
             let mut salt = [0u8; 16];
             OsRng.fill_bytes(&mut salt);
-            hasher.hash(&password, &salt).map_err(|e| HashError::Failed(e.to_string()))
+            hasher
+                .hash(&password, &salt)
+                .map_err(|e| HashError::Failed(e.to_string()))
         })
         .await?
     }
@@ -142,7 +153,10 @@ mod tests {
     async fn hash_then_verify_round_trips() {
         let pool = pool(1, 4);
         let hash = pool.hash(Zeroizing::new("correct horse".into())).await.unwrap();
-        let ok = pool.verify(Zeroizing::new("correct horse".into()), Some(hash.clone())).await.unwrap();
+        let ok = pool
+            .verify(Zeroizing::new("correct horse".into()), Some(hash.clone()))
+            .await
+            .unwrap();
         assert_eq!(ok, Verification::Valid { needs_rehash: false });
         let bad = pool.verify(Zeroizing::new("wrong".into()), Some(hash)).await.unwrap();
         assert_eq!(bad, Verification::Invalid);
@@ -155,10 +169,15 @@ mod tests {
         // One worker, blocked; a queue of one. The third job must be refused at once.
         let pool = pool(1, 1);
         let (release, wait) = std::sync::mpsc::channel::<()>();
-        let blocker = pool.run(move |_| {
-            let _ = wait.recv();
+        let blocker = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move |_| {
+                    let _ = wait.recv();
+                })
+                .await
+            }
         });
-        let blocker = tokio::spawn(blocker);
         // Let the worker take the blocking job.
         while pool.queue_depth() != 0 {
             tokio::task::yield_now().await;

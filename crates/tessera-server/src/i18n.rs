@@ -20,7 +20,10 @@ pub enum Lang {
 impl Lang {
     /// The language preferred by an `Accept-Language` header.
     pub fn from_headers(headers: &HeaderMap) -> Lang {
-        let Some(value) = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else {
+        let Some(value) = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Lang::En;
         };
         let mut best = (0.0f32, Lang::En);
@@ -32,7 +35,11 @@ impl Lang {
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .filter(|q| (0.0..=1.0).contains(q))
                 .unwrap_or(1.0);
-            let lang = if tag == "zh" || tag.starts_with("zh-") { Lang::Zh } else { Lang::En };
+            let lang = if tag == "zh" || tag.starts_with("zh-") {
+                Lang::Zh
+            } else {
+                Lang::En
+            };
             if quality > best.0 {
                 best = (quality, lang);
             }
@@ -79,7 +86,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
         ),
         "validation_error" => ("The request has invalid fields", "请求参数验证失败"),
         "rate_limited" => ("Too many requests, please try again later", "请求过于频繁，请稍后再试"),
-        "service_unavailable" => ("Service temporarily unavailable, please retry", "服务暂时不可用，请稍后重试"),
+        "service_unavailable" => (
+            "Service temporarily unavailable, please retry",
+            "服务暂时不可用，请稍后重试",
+        ),
         "login_success" => ("Login successful", "登录成功"),
         "refresh_success" => ("Token refreshed", "令牌已刷新"),
         "logout_success" => ("Logged out", "已退出登录"),
@@ -121,7 +131,10 @@ mod tests {
 
     fn lang(value: &str) -> Lang {
         let mut headers = HeaderMap::new();
-        headers.insert(axum::http::header::ACCEPT_LANGUAGE, HeaderValue::from_str(value).unwrap());
+        headers.insert(
+            axum::http::header::ACCEPT_LANGUAGE,
+            HeaderValue::from_str(value).unwrap(),
+        );
         Lang::from_headers(&headers)
     }
 

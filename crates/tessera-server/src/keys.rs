@@ -24,7 +24,11 @@ use crate::state::{Keys, unix_now};
 /// Refresh tokens are verified by Tessera alone, so they are always HMAC-signed: with the
 /// configured algorithm if it is HMAC, else HS256.
 fn refresh_algorithm(config: &Config) -> Algorithm {
-    if config.algorithm.is_symmetric() { config.algorithm } else { Algorithm::HS256 }
+    if config.algorithm.is_symmetric() {
+        config.algorithm
+    } else {
+        Algorithm::HS256
+    }
 }
 
 /// Derives a sub-key from a configured secret, so one secret never serves two purposes.
@@ -38,12 +42,33 @@ pub async fn load(config: &Config, store: &dyn KeyStore) -> anyhow::Result<Keys>
     let now = unix_now();
     let mut generated = Vec::new();
     let access = match &config.secret_key {
-        Some(secret) => KeyRing::new(vec![Key::from_secret(config.algorithm, secret.expose(), None, KeyState::Signing, now)?])?,
+        Some(secret) => KeyRing::new(vec![Key::from_secret(
+            config.algorithm,
+            secret.expose(),
+            None,
+            KeyState::Signing,
+            now,
+        )?])?,
         None => managed_ring(store, KeyPurpose::Access, config.algorithm, now, &mut generated).await?,
     };
     let refresh = match &config.refresh_secret_key {
-        Some(secret) => KeyRing::new(vec![Key::from_secret(refresh_algorithm(config), secret.expose(), None, KeyState::Signing, now)?])?,
-        None => managed_ring(store, KeyPurpose::Refresh, refresh_algorithm(config), now, &mut generated).await?,
+        Some(secret) => KeyRing::new(vec![Key::from_secret(
+            refresh_algorithm(config),
+            secret.expose(),
+            None,
+            KeyState::Signing,
+            now,
+        )?])?,
+        None => {
+            managed_ring(
+                store,
+                KeyPurpose::Refresh,
+                refresh_algorithm(config),
+                now,
+                &mut generated,
+            )
+            .await?
+        }
     };
     let csrf = match &config.secret_key {
         Some(secret) => CsrfKey::new(&derive(secret.expose(), b"tessera csrf key v1")?)?,
@@ -61,7 +86,11 @@ pub async fn load(config: &Config, store: &dyn KeyStore) -> anyhow::Result<Keys>
             "generated new signing keys on first start and stored them in the database"
         );
     }
-    let source = if config.secret_key.is_some() { "SECRET_KEY/REFRESH_SECRET_KEY" } else { "managed key ring" };
+    let source = if config.secret_key.is_some() {
+        "SECRET_KEY/REFRESH_SECRET_KEY"
+    } else {
+        "managed key ring"
+    };
     Ok(Keys {
         access: ArcSwap::from_pointee(access),
         refresh: ArcSwap::from_pointee(refresh),
@@ -119,8 +148,15 @@ async fn managed_ring(
     for key in stored {
         let kid = Kid::new(key.kid.clone())?;
         keys.push(
-            Key::import_private(key.alg, kid, key.state, key.created_at, key.deactivated_at, &key.private_key)
-                .with_context(|| format!("stored {} key {} is unreadable", purpose.as_str(), key.kid))?,
+            Key::import_private(
+                key.alg,
+                kid,
+                key.state,
+                key.created_at,
+                key.deactivated_at,
+                &key.private_key,
+            )
+            .with_context(|| format!("stored {} key {} is unreadable", purpose.as_str(), key.kid))?,
         );
     }
     let ring = KeyRing::new(keys)?;

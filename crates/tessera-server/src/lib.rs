@@ -76,7 +76,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let mut dummy_salt = [0u8; 16];
     OsRng.fill_bytes(&mut dummy_salt);
     let hasher = PasswordHasher::new(config.password_params, &dummy_salt)?;
-    let hashing = HashPool::start(hasher, config.hash_workers, config.hash_queue).context("could not start hashing threads")?;
+    let hashing =
+        HashPool::start(hasher, config.hash_workers, config.hash_queue).context("could not start hashing threads")?;
 
     let mut validation = Validation::new(config.issuer.clone(), config.audience.clone());
     validation.leeway_secs = config.leeway_secs;
@@ -98,9 +99,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("server error")
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server error")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -9,7 +9,9 @@ use tessera_server::cli::{Cli, Command, ConfigAction, config_check, load_config}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Config { action: ConfigAction::Check } => config_check(),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => config_check(),
         Command::Serve { bind } => {
             let mut config = match load_config() {
                 Ok(config) => config,
@@ -42,7 +44,9 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let bind = config.bind;
     let app = tessera_server::build(config).await?;
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("could not listen on {bind}"))?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("could not listen on {bind}"))?;
     let address = listener.local_addr()?;
     let config = &app.state.config;
     tracing::info!(

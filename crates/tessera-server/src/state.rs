@@ -106,7 +106,15 @@ impl AppState {
     /// Issues the refresh token with id `jti` of a session. Deterministic for given inputs (the
     /// refresh ring is HMAC), which lets a refresh within the grace window hand back the very
     /// token that the winning concurrent refresh received.
-    pub fn issue_refresh(&self, user_id: i64, username: &str, sid: &str, jti: &str, iat: i64, exp: i64) -> Result<String, SignError> {
+    pub fn issue_refresh(
+        &self,
+        user_id: i64,
+        username: &str,
+        sid: &str,
+        jti: &str,
+        iat: i64,
+        exp: i64,
+    ) -> Result<String, SignError> {
         let claims = Claims {
             sub: user_id.to_string(),
             user_id,
@@ -124,12 +132,24 @@ impl AppState {
 
     /// Verifies an access token (signature, claims); the denylist is checked by the caller.
     pub fn verify_access(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        jwt::verify(&self.keys.access.load(), token, TokenKind::Access, &self.validation, now)
+        jwt::verify(
+            &self.keys.access.load(),
+            token,
+            TokenKind::Access,
+            &self.validation,
+            now,
+        )
     }
 
     /// Verifies a refresh token.
     pub fn verify_refresh(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        jwt::verify(&self.keys.refresh.load(), token, TokenKind::Refresh, &self.validation, now)
+        jwt::verify(
+            &self.keys.refresh.load(),
+            token,
+            TokenKind::Refresh,
+            &self.validation,
+            now,
+        )
     }
 
     /// Until when a revoked session's access tokens must be refused: the longest an access

@@ -9,10 +9,16 @@ use crate::config::{Config, LogFormat};
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(config: &Config) {
     // Our events at LOG_LEVEL; chatty dependencies at warn unless asked for more.
-    let directive = format!("warn,tessera_server={0},tessera_store={0},tessera={0}", config.log_level);
+    let directive = format!(
+        "warn,tessera_server={0},tessera_store={0},tessera={0}",
+        config.log_level
+    );
     let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let timer = UtcTime::rfc_3339();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_timer(timer).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_timer(timer)
+        .with_writer(std::io::stdout);
     let result = match config.log_format {
         LogFormat::Json => builder
             .json()

@@ -328,7 +328,7 @@ impl SessionStore for SqliteStore {
             return Ok(RotationOutcome::Invalid);
         }
         let is_just_replaced = session.previous_jti.as_deref() == Some(rotation.presented_jti)
-            && rotation.now - session.rotated_at <= rotation.grace_secs;
+            && rotation.now - session.rotated_at < rotation.grace_secs;
         if is_just_replaced {
             return Ok(RotationOutcome::WithinGrace(session));
         }

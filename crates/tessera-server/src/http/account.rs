@@ -53,7 +53,9 @@ struct RegisterRequest {
 /// A plausible email address: one `@`, a non-empty local part, a dotted domain, no spaces,
 /// at most 254 characters. Deliverability is not Tessera's concern.
 fn is_valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     email.len() <= 254
         && !local.is_empty()
         && local.len() <= 64
@@ -67,7 +69,9 @@ fn is_valid_email(email: &str) -> bool {
 /// 3 to 32 characters of letters, digits, `.`, `_` and `-`.
 fn is_valid_username(username: &str) -> bool {
     (3..=32).contains(&username.len())
-        && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
@@ -101,7 +105,11 @@ async fn register(
             ));
         }
         if let Err(violations) = state.policy.check(&password, &email, &username) {
-            errors.extend(violations.iter().map(|v| FieldError::new("password", v.code(), v.to_string())));
+            errors.extend(
+                violations
+                    .iter()
+                    .map(|v| FieldError::new("password", v.code(), v.to_string())),
+            );
         }
     }
     if !errors.is_empty() {
@@ -161,7 +169,11 @@ async fn login(
     JsonOrForm(request): JsonOrForm<LoginRequest>,
 ) -> AppResult<Response> {
     let mut errors = Vec::new();
-    let login = request.email.or(request.username).map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+    let login = request
+        .email
+        .or(request.username)
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty());
     if login.is_none() {
         errors.push(FieldError::new("email", "missing", "email or username required"));
     }
@@ -173,7 +185,9 @@ async fn login(
         return Err(AppError::Validation(errors));
     };
     if login.len() > 254 {
-        return Err(AppError::Validation(vec![FieldError::new("email", "too_long", "too long")]));
+        return Err(AppError::Validation(vec![FieldError::new(
+            "email", "too_long", "too long",
+        )]));
     }
 
     let started = std::time::Instant::now();
@@ -181,7 +195,11 @@ async fn login(
     // Unknown user or not, the same hashing work happens (dummy hash), so the answer and its
     // timing do not tell whether the account exists (B6).
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let verification = state.hashing.verify(password.clone(), stored).await.map_err(hash_error)?;
+    let verification = state
+        .hashing
+        .verify(password.clone(), stored)
+        .await
+        .map_err(hash_error)?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
 
     let user = match (user, verification) {
@@ -192,7 +210,11 @@ async fn login(
             user
         }
         (user, _) => {
-            let reason = if user.is_some() { "wrong_password" } else { "user_not_found" };
+            let reason = if user.is_some() {
+                "wrong_password"
+            } else {
+                "user_not_found"
+            };
             tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason, elapsed_ms, "login failed");
             return Err(AppError::Code(ErrorCode::InvalidCredentials));
         }
@@ -211,24 +233,42 @@ fn rehash_in_background(state: &AppState, user_id: i64, password: Zeroizing<Stri
     let state = state.clone();
     tokio::spawn(async move {
         let result = match state.hashing.hash(password).await {
-            Ok(hash) => state.users.update_password_hash(user_id, &hash).await.map_err(|e| e.to_string()),
+            Ok(hash) => state
+                .users
+                .update_password_hash(user_id, &hash)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok(()) => tracing::info!(event = "password_rehashed", user_id, "password hash upgraded to current parameters"),
-            Err(error) => tracing::warn!(event = "password_rehash_failed", user_id, %error, "password rehash failed; will retry at next login"),
+            Ok(()) => tracing::info!(
+                event = "password_rehashed",
+                user_id,
+                "password hash upgraded to current parameters"
+            ),
+            Err(error) => {
+                tracing::warn!(event = "password_rehash_failed", user_id, %error, "password rehash failed; will retry at next login")
+            }
         }
     });
 }
 
 /// Creates a session and answers with its first token pair.
-async fn start_session(state: &AppState, lang: Lang, user: &User, ip: &str, user_agent: Option<String>) -> AppResult<Response> {
+async fn start_session(
+    state: &AppState,
+    lang: Lang,
+    user: &User,
+    ip: &str,
+    user_agent: Option<String>,
+) -> AppResult<Response> {
     let now = unix_now();
     let sid = random_id();
     let refresh_jti = random_id();
     let expires_at = now + state.config.refresh_ttl_secs;
     // Sign first: if signing failed after the insert, a session would exist that no client holds.
-    let access = state.issue_access(user.id, &user.username, &sid, now).map_err(anyhow::Error::from)?;
+    let access = state
+        .issue_access(user.id, &user.username, &sid, now)
+        .map_err(anyhow::Error::from)?;
     let refresh = state
         .issue_refresh(user.id, &user.username, &sid, &refresh_jti, now, expires_at)
         .map_err(anyhow::Error::from)?;
@@ -244,7 +284,14 @@ async fn start_session(state: &AppState, lang: Lang, user: &User, ip: &str, user
             user_agent,
         })
         .await?;
-    Ok(token_response(state, lang, "login_success", &access.token, &refresh, &sid))
+    Ok(token_response(
+        state,
+        lang,
+        "login_success",
+        &access.token,
+        &refresh,
+        &sid,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -267,7 +314,13 @@ async fn refresh(
         let is_json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
         if !is_json {
             return Err(AppError::Code(ErrorCode::UnsupportedMediaType));
         }
@@ -281,7 +334,9 @@ async fn refresh(
         },
     };
     let now = unix_now();
-    let claims = state.verify_refresh(&token, now).map_err(|e| reject_token(&e, &token, &ip))?;
+    let claims = state
+        .verify_refresh(&token, now)
+        .map_err(|e| reject_token(&e, &token, &ip))?;
     if via_cookie {
         check_csrf(&state, &headers, &claims.sid, &ip)?;
     }
@@ -291,7 +346,9 @@ async fn refresh(
             // The account is gone or disabled: end the session with it.
             state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
             state.deny_sessions([claims.sid.as_str()], now);
-            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+            return Err(AppError::Token {
+                code: ErrorCode::InvalidToken,
+            });
         }
     };
     let new_jti = random_id();
@@ -334,17 +391,30 @@ async fn refresh(
                 ip_address = %ip,
                 "a spent refresh token was presented again; the whole session family is revoked"
             );
-            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+            return Err(AppError::Token {
+                code: ErrorCode::InvalidToken,
+            });
         }
         RotationOutcome::Invalid => {
             tracing::warn!(event = "invalid_token", ip_address = %ip, user_id = user.id, reason = "session revoked or expired", "refresh refused");
-            return Err(AppError::Token { code: ErrorCode::InvalidToken });
+            return Err(AppError::Token {
+                code: ErrorCode::InvalidToken,
+            });
         }
     };
     let refresh_token = refresh_token.map_err(anyhow::Error::from)?;
-    let access = state.issue_access(user.id, &user.username, &claims.sid, now).map_err(anyhow::Error::from)?;
+    let access = state
+        .issue_access(user.id, &user.username, &claims.sid, now)
+        .map_err(anyhow::Error::from)?;
     tracing::info!(event = "token_refresh", user_id = user.id, ip_address = %ip, rotation = kind, "tokens refreshed");
-    Ok(token_response(&state, lang, "refresh_success", &access.token, &refresh_token, &claims.sid))
+    Ok(token_response(
+        &state,
+        lang,
+        "refresh_success",
+        &access.token,
+        &refresh_token,
+        &claims.sid,
+    ))
 }
 
 fn cleared_cookies(state: &AppState) -> HeaderMap {
@@ -355,24 +425,38 @@ fn cleared_cookies(state: &AppState) -> HeaderMap {
     headers
 }
 
-async fn logout(State(state): State<AppState>, user: AuthUser, lang: Lang, ClientIp(ip): ClientIp) -> AppResult<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    lang: Lang,
+    ClientIp(ip): ClientIp,
+) -> AppResult<Response> {
     let now = unix_now();
     let claims = &user.claims;
     // B3: the refresh cookie (Path=/refresh) never reaches /logout, so the session is revoked
     // by its id, and the access token presented is refused from this moment on.
     state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
-    state.denylist.revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
+    state
+        .denylist
+        .revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
     state.deny_sessions([claims.sid.as_str()], now);
     tracing::info!(event = "logout", user_id = claims.user_id, ip_address = %ip, "logged out");
     let body = json!({ "message": message("logout_success", lang) });
     Ok((StatusCode::OK, cleared_cookies(&state), axum::Json(body)).into_response())
 }
 
-async fn logout_all(State(state): State<AppState>, user: AuthUser, lang: Lang, ClientIp(ip): ClientIp) -> AppResult<Response> {
+async fn logout_all(
+    State(state): State<AppState>,
+    user: AuthUser,
+    lang: Lang,
+    ClientIp(ip): ClientIp,
+) -> AppResult<Response> {
     let now = unix_now();
     let claims = &user.claims;
     let revoked = state.sessions.revoke_all(claims.user_id, now).await?;
-    state.denylist.revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
+    state
+        .denylist
+        .revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
     state.deny_sessions(revoked.iter().map(String::as_str).chain([claims.sid.as_str()]), now);
     tracing::info!(event = "logout_all", user_id = claims.user_id, ip_address = %ip, sessions_revoked = revoked.len(), "logged out everywhere");
     let body = json!({ "message": message("logout_all_success", lang), "sessions_revoked": revoked.len() });
@@ -388,7 +472,17 @@ mod tests {
         for good in ["a@example.com", "first.last+tag@sub.example.co"] {
             assert!(is_valid_email(good), "{good}");
         }
-        for bad in ["", "a", "a@b", "@example.com", "a@@example.com", "a b@example.com", "a@.com", "a@example.", "a@exa mple.com"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.com",
+            "a@@example.com",
+            "a b@example.com",
+            "a@.com",
+            "a@example.",
+            "a@exa mple.com",
+        ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
     }

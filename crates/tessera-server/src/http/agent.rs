@@ -28,7 +28,11 @@ async fn chat(_user: AuthUser, lang: Lang, ApiJson(request): ApiJson<ChatRequest
         .message
         .ok_or_else(|| AppError::Validation(vec![FieldError::new("message", "missing", "field required")]))?;
     if message.trim().is_empty() {
-        return Err(AppError::Validation(vec![FieldError::new("message", "empty", "must not be empty")]));
+        return Err(AppError::Validation(vec![FieldError::new(
+            "message",
+            "empty",
+            "must not be empty",
+        )]));
     }
     if message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(AppError::Validation(vec![FieldError::new(

@@ -92,10 +92,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-csrf-token"),
             HeaderName::from_static(REQUEST_ID_HEADER),
         ])
-        .expose_headers([
-            HeaderName::from_static(REQUEST_ID_HEADER),
-            header::RETRY_AFTER,
-        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
 }
 
@@ -104,7 +101,9 @@ fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
     let text = value?.to_str().ok()?;
     let is_sane = !text.is_empty()
         && text.len() <= 64
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     is_sane.then(|| text.to_owned())
 }
 

@@ -11,7 +11,9 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/profile", get(profile)).route("/profile/full", get(profile_full))
+    Router::new()
+        .route("/profile", get(profile))
+        .route("/profile/full", get(profile_full))
 }
 
 /// Claims only: no store is touched.

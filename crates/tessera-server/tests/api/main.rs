@@ -1,1 +1,20 @@
-//! API tests.
+//! API tests: a real server on a loopback port per test, driven over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod agent;
+mod config_cli;
+mod cookies;
+mod csrf;
+mod load;
+mod login;
+mod logout;
+mod profile;
+mod refresh;
+mod register;
+mod restart;
+mod routing;
+mod sessions;
+mod unauthorized;

@@ -132,6 +132,25 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
         RotationOutcome::ReuseDetected(_)
     ));
 
+    // The grace window is half-open: exactly `grace` seconds after the rotation it is over.
+    sessions.create(new_session("sg", user.id, "g1", 300)).await.unwrap();
+    sessions.rotate(rotation("sg", "g1", "g2", 300, 10)).await.unwrap();
+    assert!(matches!(
+        sessions.rotate(rotation("sg", "g1", "g3", 309, 10)).await.unwrap(),
+        RotationOutcome::WithinGrace(_)
+    ));
+    assert!(matches!(
+        sessions.rotate(rotation("sg", "g1", "g3", 310, 10)).await.unwrap(),
+        RotationOutcome::ReuseDetected(_)
+    ));
+    // With no grace at all, a spent token is reuse even in the same second.
+    sessions.create(new_session("s0", user.id, "z1", 300)).await.unwrap();
+    sessions.rotate(rotation("s0", "z1", "z2", 300, 0)).await.unwrap();
+    assert!(matches!(
+        sessions.rotate(rotation("s0", "z1", "z3", 300, 0)).await.unwrap(),
+        RotationOutcome::ReuseDetected(_)
+    ));
+
     // Unknown and expired sessions are invalid.
     assert_eq!(
         sessions.rotate(rotation("nope", "x", "y", 300, 10)).await.unwrap(),
