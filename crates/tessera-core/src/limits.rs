@@ -234,3 +234,259 @@ mod tests {
         assert_eq!("100 per hour".parse::<RateLimitSpec>().unwrap().to_string(), "100/hour");
     }
 }
+
+/// How many hits one key has in the current and the previous fixed window of one limit: the
+/// state of the sliding-window counter.
+///
+/// Tessera limits with a sliding window counter rather than slowapi's fixed window: a fixed
+/// window lets a client spend its allowance at the end of one window and again at the start of
+/// the next (10 logins in two seconds under "5/minute"). The estimate
+/// `previous * (1 - elapsed / period) + current` smooths that boundary away, needs only two
+/// counters per key, and is exact and atomic when the counters live in one Redis script.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    /// Hits in the previous window.
+    pub previous: u64,
+    /// Hits in the current window.
+    pub current: u64,
+}
+
+/// The answer for one request against a [`RateLimitSpec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed (it was counted only if so).
+    pub allowed: bool,
+    /// The limit reported in the headers: the one that refused, or the one with the fewest
+    /// requests left.
+    pub limit: RateLimit,
+    /// Requests left under `limit` after this one (`X-RateLimit-Remaining`).
+    pub remaining: u64,
+    /// When the current window of `limit` ends, Unix seconds (`X-RateLimit-Reset`).
+    pub reset_at: i64,
+    /// Seconds until a request would be allowed, 0 when allowed (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+impl RateLimit {
+    /// The period in milliseconds.
+    pub fn period_ms(&self) -> i64 {
+        i64::try_from(self.period_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// Start of the fixed window containing `now_ms`.
+    pub fn window_start_ms(&self, now_ms: i64) -> i64 {
+        now_ms - now_ms.rem_euclid(self.period_ms())
+    }
+
+    /// Checks one more hit against this limit, given the counts at `now_ms`.
+    fn check(&self, counts: WindowCounts, now_ms: i64) -> (bool, u64, u64) {
+        let period = u128::from(self.period_secs) * 1000;
+        let elapsed = u128::try_from(now_ms.rem_euclid(self.period_ms())).unwrap_or(0);
+        let count = u128::from(self.count);
+        let previous = u128::from(counts.previous);
+        let current = u128::from(counts.current);
+        // All in "hit-milliseconds": estimate * period, to stay in integers.
+        let weighted = previous * (period - elapsed) + current * period;
+        let allowed = weighted + period <= count * period;
+        if allowed {
+            let remaining = (count * period - weighted - period) / period;
+            return (true, u64::try_from(remaining).unwrap_or(u64::MAX), 0);
+        }
+        // Refused: how long until one more hit fits, if nothing else arrives.
+        let wait_ms = if current < count && previous > 0 {
+            // Still within this window, as the previous window's weight decays.
+            let needed =
+                (previous * (period - elapsed) + current * period + period - count * period).div_ceil(previous);
+            needed.min(period - elapsed)
+        } else {
+            // Only in the next window, where this window's count becomes the decaying one.
+            let rest_of_window = period - elapsed;
+            let in_next = if current + 1 <= count {
+                0
+            } else {
+                // current * (period - t) + period <= count * period  <=>  t >= period - (count - 1) * period / current
+                let allowed_weight = (count - 1) * period;
+                period.saturating_sub(allowed_weight / current.max(1))
+            };
+            rest_of_window + in_next
+        };
+        (
+            false,
+            0,
+            u64::try_from(wait_ms.div_ceil(1000)).unwrap_or(u64::MAX).max(1),
+        )
+    }
+}
+
+/// Decides one request against every limit of `spec`, given each limit's counts (in the order
+/// of `spec.limits()`) before this request. The request is allowed only if every limit allows
+/// it; callers count it in every limit exactly when it is allowed.
+pub fn decide(spec: &RateLimitSpec, counts: &[WindowCounts], now_ms: i64) -> Decision {
+    let mut verdict: Option<Decision> = None;
+    for (limit, counts) in spec
+        .limits()
+        .iter()
+        .zip(counts.iter().copied().chain(std::iter::repeat(WindowCounts::default())))
+    {
+        let (allowed, remaining, retry_after_secs) = limit.check(counts, now_ms);
+        let reset_at = (limit.window_start_ms(now_ms) + limit.period_ms()).div_euclid(1000);
+        let this = Decision {
+            allowed,
+            limit: *limit,
+            remaining,
+            reset_at,
+            retry_after_secs,
+        };
+        verdict = Some(match verdict {
+            None => this,
+            // A refusal beats an allowance; among refusals the longest wait; among
+            // allowances the fewest remaining.
+            Some(best) => match (best.allowed, this.allowed) {
+                (true, false) => this,
+                (false, true) => best,
+                (false, false) if this.retry_after_secs > best.retry_after_secs => this,
+                (true, true) if this.remaining < best.remaining => this,
+                _ => best,
+            },
+        });
+    }
+    verdict.unwrap_or(Decision {
+        allowed: true,
+        limit: RateLimit {
+            count: u32::MAX,
+            period_secs: 1,
+        },
+        remaining: u64::MAX,
+        reset_at: now_ms.div_euclid(1000),
+        retry_after_secs: 0,
+    })
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    fn spec(text: &str) -> RateLimitSpec {
+        text.parse().unwrap()
+    }
+
+    /// Replays hits through `decide`, keeping the counters as a backend would.
+    struct Simulated {
+        spec: RateLimitSpec,
+        windows: Vec<(i64, WindowCounts)>,
+    }
+
+    impl Simulated {
+        fn new(text: &str) -> Simulated {
+            let spec = spec(text);
+            let windows = vec![(i64::MIN, WindowCounts::default()); spec.limits().len()];
+            Simulated { spec, windows }
+        }
+
+        fn hit(&mut self, now_ms: i64) -> Decision {
+            for (limit, (start, counts)) in self.spec.limits().iter().zip(self.windows.iter_mut()) {
+                let window = limit.window_start_ms(now_ms);
+                if window != *start {
+                    let previous = if window - limit.period_ms() == *start {
+                        counts.current
+                    } else {
+                        0
+                    };
+                    *start = window;
+                    *counts = WindowCounts { previous, current: 0 };
+                }
+            }
+            let counts: Vec<WindowCounts> = self.windows.iter().map(|(_, c)| *c).collect();
+            let decision = decide(&self.spec, &counts, now_ms);
+            if decision.allowed {
+                for (_, counts) in &mut self.windows {
+                    counts.current += 1;
+                }
+            }
+            decision
+        }
+    }
+
+    #[test]
+    fn a_fresh_key_gets_exactly_count_hits_in_a_window() {
+        let mut sim = Simulated::new("5/minute");
+        let decisions: Vec<Decision> = (0..7).map(|i| sim.hit(1_000 + i)).collect();
+        assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 5);
+        assert_eq!(
+            decisions.iter().map(|d| d.remaining).take(5).collect::<Vec<_>>(),
+            vec![4, 3, 2, 1, 0]
+        );
+        assert!(!decisions[5].allowed);
+        assert_eq!(decisions[5].reset_at, 60);
+        assert!(decisions[5].retry_after_secs >= 59, "{:?}", decisions[5]);
+    }
+
+    #[test]
+    fn the_window_boundary_does_not_double_the_allowance() {
+        // Five hits at the very end of one window: a fixed window would allow five more at
+        // the start of the next; the sliding estimate allows none right away.
+        let mut sim = Simulated::new("5/minute");
+        for i in 0..5 {
+            assert!(sim.hit(59_000 + i).allowed);
+        }
+        assert!(!sim.hit(60_100).allowed);
+        // Halfway through the next window half the allowance is back (5 * 0.5 = 2.5 used).
+        let allowed = (0..5).filter(|i| sim.hit(90_000 + i).allowed).count();
+        assert_eq!(allowed, 2);
+    }
+
+    #[test]
+    fn retry_after_is_when_the_next_hit_would_be_allowed() {
+        let mut sim = Simulated::new("5/minute");
+        for i in 0..5 {
+            sim.hit(59_000 + i);
+        }
+        let refused = sim.hit(60_000);
+        assert!(!refused.allowed);
+        // With 5 in the previous window, one hit fits once the weight drops to 4: 12 s in.
+        assert_eq!(refused.retry_after_secs, 12);
+        assert!(!sim.hit(60_000 + 11_000).allowed);
+        assert!(sim.hit(60_000 + 12_001).allowed);
+    }
+
+    #[test]
+    fn retry_after_covers_a_full_current_window() {
+        let mut sim = Simulated::new("2/minute");
+        assert!(sim.hit(0).allowed);
+        assert!(sim.hit(1).allowed);
+        let refused = sim.hit(30_000);
+        // 30 s left in this window, then the weight of 2 must fall to 1: 30 s more.
+        assert_eq!(refused.retry_after_secs, 60);
+        assert!(!sim.hit(89_000).allowed);
+        assert!(sim.hit(90_001).allowed);
+    }
+
+    #[test]
+    fn every_limit_of_a_spec_applies_and_refusals_are_not_counted() {
+        let mut sim = Simulated::new("3/second;5/minute");
+        let mut allowed = 0;
+        for second in 0..10 {
+            for i in 0..4 {
+                if sim.hit(second * 1_000 + i).allowed {
+                    allowed += 1;
+                }
+            }
+        }
+        assert_eq!(allowed, 5, "the minute limit caps the total");
+        let refused = sim.hit(10_500);
+        assert_eq!(
+            refused.limit,
+            RateLimit {
+                count: 5,
+                period_secs: 60
+            }
+        );
+    }
+
+    #[test]
+    fn the_tightest_allowance_is_reported() {
+        let mut sim = Simulated::new("100/hour;3/minute");
+        let decision = sim.hit(0);
+        assert_eq!((decision.limit.count, decision.remaining), (3, 2));
+    }
+}

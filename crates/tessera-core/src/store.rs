@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::jws::Algorithm;
 use crate::keys::KeyState;
+use crate::limits::{Decision, RateLimitSpec};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -259,4 +260,17 @@ pub trait Denylist: Send + Sync {
     fn revoke_session(&self, sid: &str, until: i64, now: i64);
     /// Whether a token with this jti and sid is refused at `now`.
     fn is_revoked(&self, jti: &str, sid: &str, now: i64) -> bool;
+}
+
+/// Rate-limit counters (S7, B7).
+///
+/// `hit` counts one request for `key` against every limit of `spec` and decides it with
+/// [`crate::limits::decide`]; the request is counted only when allowed, and the check and the
+/// count are one atomic step, so N concurrent requests against a limit of K never let more
+/// than K through. Implementations that share counters across instances use one clock for all
+/// of them (the Redis server's); in-process ones use `now_ms`.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts and decides one request.
+    async fn hit(&self, key: &str, spec: &RateLimitSpec, now_ms: i64) -> Result<Decision, StoreError>;
 }
