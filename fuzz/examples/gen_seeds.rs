@@ -8,8 +8,8 @@
 //! `verify_token` seeds: one valid token per verifying key and kind, tokens with a good signature
 //! but failing claims (expired, not yet valid, issued in the future, wrong issuer or audience,
 //! string `exp`, array payload), one signed by the retired key, and malformed tokens for the
-//! header rules and the base64 strictness. `limits_and_csrf` seeds: the limit syntaxes and the
-//! real CSRF token.
+//! header rules and the base64 strictness. `mutate_valid_token` seeds: each fixture token,
+//! unedited. `limits_and_csrf` seeds: the limit syntaxes and the real CSRF token.
 
 use std::fs;
 use std::path::Path;
@@ -112,6 +112,15 @@ fn main() {
     let csrf = CsrfKey::new(CSRF_SECRET).expect("32-byte key");
     write(&dir, "csrf-real-token", &csrf.token_for(CSRF_SESSION));
     write(&dir, "csrf-session", CSRF_SESSION);
+
+    // `mutate_valid_token` seeds: one per fixture token, with no edits yet (the first byte picks
+    // the token, an empty edit list follows).
+    let dir = root.join("mutate_valid_token");
+    fs::create_dir_all(&dir).expect("create seeds/mutate_valid_token");
+    for (index, valid) in FIXTURES.tokens.iter().enumerate() {
+        let name = format!("token-{index}-{}-{:?}", valid.alg.as_str().to_lowercase(), valid.kind).to_lowercase();
+        fs::write(dir.join(name), [u8::try_from(index).expect("few tokens")]).expect("write seed");
+    }
 
     println!("seeds written to {}", root.display());
 }

@@ -1,12 +1,14 @@
 //! Fuzz target `verify_token`: arbitrary text through the whole strict verification path.
 //!
 //! Tokens arrive from the network, so `jws::Compact::parse`, `jws::verify_with_key` and
-//! `jwt::verify` must never panic on any input. Beyond that, acceptance must imply that every
-//! check held: whenever `jwt::verify` returns claims, this target re-checks independently that
-//! the header names a verifying key of the right algorithm and carries the requested `typ`, that
-//! the token is refused as the other kind, and that `exp`, `nbf`, `iat`, `iss` and `aud` satisfy
-//! the validation at the time used. The fuzzer cannot forge signatures, so accepted inputs come
-//! from the valid seeds in `fuzz/seeds/verify_token/` and the mutations of them that survive.
+//! `jwt::verify` must never panic on any input, and the ring's known-header fast path
+//! (`Compact::parse_with` with `KeyRing::known_header`) must agree with full header parsing.
+//! Beyond that, acceptance must imply that every check held: whenever `jwt::verify` returns
+//! claims, this target re-checks independently that the header names a verifying key of the
+//! right algorithm and carries the requested `typ`, that the token is refused as the other kind,
+//! and that `exp`, `nbf`, `iat`, `iss` and `aud` satisfy the validation at the time used. The
+//! fuzzer cannot forge signatures, so accepted inputs come from the valid seeds in
+//! `fuzz/seeds/verify_token/` and the mutations of them that survive.
 //!
 //! Input that is not UTF-8 is skipped: the server only ever verifies `&str` tokens.
 
@@ -29,9 +31,18 @@ fuzz_target!(|data: &[u8]| {
     let ring = &fixtures.ring;
     let validation = &fixtures.validation;
 
+    // The known-header fast path (exact header segments the ring's keys write, taken as parsed
+    // without decoding) must agree with full header parsing on every input.
+    let parsed = Compact::parse(token);
+    let fast = Compact::parse_with(token, |segment| ring.known_header(segment));
+    match (&parsed, &fast) {
+        (Ok(full), Ok(fast)) => assert_eq!(full.header, fast.header, "fast path header differs"),
+        (Err(full), Err(fast)) => assert_eq!(full, fast, "fast path error differs"),
+        (full, fast) => panic!("fast path disagrees: full {full:?}, fast {fast:?}"),
+    }
+
     // The signature layer alone, with every key of the ring whatever the header's kid says: this
     // reaches each signature routine (HMAC, Ed25519, ECDSA) with fuzzed signature bytes.
-    let parsed = Compact::parse(token);
     if parsed.is_ok() {
         for key in ring.keys() {
             let _ = jws::verify_with_key(token, key);

@@ -7,11 +7,14 @@
 //! cross-site form can make the browser send the cookie, but cannot read the CSRF token. A
 //! Bearer request needs no CSRF token, because no browser attaches that header on its own.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use sha2::{Digest, Sha256};
 use tessera_core::jwt::{Claims, TokenError};
+use tessera_core::store::Denylist;
 
 use crate::cookies::{self, ACCESS_COOKIE};
 use crate::error::{AppError, ErrorCode};
@@ -25,7 +28,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The verified claims.
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     /// Whether the token came from the cookie (and so was CSRF-checked).
     pub via_cookie: bool,
 }
@@ -98,6 +101,10 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the API rate-limit middleware: verified once per request.
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|e| match e {});

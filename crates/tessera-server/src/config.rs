@@ -113,17 +113,129 @@ pub enum LogFormat {
 }
 
 /// Which database holds users, sessions and keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// An SQLite file (the embedded default).
     Sqlite(PathBuf),
+    /// A PostgreSQL URL, shared by every instance. May hold a password: printed redacted.
+    Postgres(String),
 }
 
 impl fmt::Display for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Database::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Database::Postgres(url) => f.write_str(&redact_url(url)),
         }
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
+/// A URL with its password (if any) replaced, for logs and `config check`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[redacted]".to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') {
+                format!("{user}:[redacted]")
+            } else {
+                user.to_owned()
+            };
+            // Query parameters may carry passwords too (e.g. ?password=): drop them.
+            let path = tail.split('?').next().unwrap_or_default();
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => format!("{scheme}://{authority}{}", tail.split('?').next().unwrap_or_default()),
+    }
+}
+
+/// A connection URL that may carry a password: `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceUrl(String);
+
+impl ServiceUrl {
+    /// The URL itself, for connecting. Callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceUrl({self})")
+    }
+}
+
+/// A trusted proxy network (TRUSTED_PROXIES entry): an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// Network address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses match IPv4 networks.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<IpNet, ()> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse().map_err(|_| ())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| ())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(());
+        }
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -136,6 +248,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database (DATABASE_URL).
     pub database: Database,
+    /// Shared state for many instances (REDIS_URL); `None` keeps limits and revocations in-process.
+    pub redis_url: Option<ServiceUrl>,
+    /// Prefix of every Redis key and channel (REDIS_KEY_PREFIX), so deployments can share a Redis.
+    pub redis_prefix: String,
+    /// Proxies whose X-Forwarded-For / Forwarded headers are believed (TRUSTED_PROXIES).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Login attempts per account, whatever the IP (RATE_LIMIT_LOGIN_ACCOUNT, B7).
+    pub rate_limit_login_account: RateLimitSpec,
+    /// How often revocations are re-read from the database, in milliseconds: the bound on
+    /// cross-instance revocation when pub/sub is unavailable (REVOCATION_POLL_MILLIS).
+    pub revocation_poll_millis: u64,
+    /// Entries in the in-process cache of verified token claims; 0 disables it (TOKEN_CACHE_SIZE).
+    pub token_cache_size: usize,
     /// Access-token algorithm (ALGORITHM).
     pub algorithm: Algorithm,
     /// HMAC secret for access tokens (SECRET_KEY or SECRET_KEY_FILE); `None` = managed keys.
@@ -290,12 +415,35 @@ impl Config {
             None => Database::Sqlite(data_dir.join("tessera.db")),
             Some(url) => parse_database_url(url)?,
         };
-        if r.get("REDIS_URL").is_some() {
-            return Err(invalid(
-                "REDIS_URL",
-                "the Redis backend is not part of this build yet; unset it to keep state in-process",
-            ));
-        }
+        let redis_url = match r.get("REDIS_URL") {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(ServiceUrl(url.to_owned()))
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "REDIS_URL",
+                    "must start with redis:// (e.g. redis://127.0.0.1:6379/0)",
+                ));
+            }
+        };
+        let redis_prefix = r.get("REDIS_KEY_PREFIX").unwrap_or("tessera:").to_owned();
+        let trusted_proxies = match r.get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse::<IpNet>().map_err(|()| {
+                        invalid(
+                            "TRUSTED_PROXIES",
+                            format!("{item:?} is not an IP address or CIDR network like 10.0.0.0/8"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
 
         let algorithm_raw = r.get("ALGORITHM").unwrap_or("HS256");
         let algorithm: Algorithm = algorithm_raw
@@ -430,6 +578,12 @@ impl Config {
             rate_limit_login: r.parse_limit("RATE_LIMIT_LOGIN", "5/minute")?,
             rate_limit_register: r.parse_limit("RATE_LIMIT_REGISTER", "3/hour")?,
             rate_limit_api: r.parse_limit("RATE_LIMIT_API", "100/hour")?,
+            rate_limit_login_account: r.parse_limit("RATE_LIMIT_LOGIN_ACCOUNT", "10/minute;50/hour")?,
+            redis_url,
+            redis_prefix,
+            trusted_proxies,
+            revocation_poll_millis: r.parse_int("REVOCATION_POLL_MILLIS", 500, 50, 60_000)?,
+            token_cache_size: r.parse_int("TOKEN_CACHE_SIZE", 10_000, 0, 10_000_000)?,
             log_level,
             log_format,
             token_delivery,
@@ -458,6 +612,7 @@ impl Config {
         vars.insert("RATE_LIMIT_LOGIN".into(), "1000/minute".into());
         vars.insert("RATE_LIMIT_REGISTER".into(), "1000/minute".into());
         vars.insert("RATE_LIMIT_API".into(), "10000/minute".into());
+        vars.insert("RATE_LIMIT_LOGIN_ACCOUNT".into(), "1000/minute".into());
         match Config::from_vars(&vars) {
             Ok(config) => config,
             Err(e) => unreachable!("test configuration is valid: {e}"),
@@ -474,7 +629,23 @@ impl Config {
             ("BIND_ADDR", self.bind.to_string()),
             ("DATA_DIR", self.data_dir.display().to_string()),
             ("DATABASE_URL", self.database.to_string()),
-            ("REDIS_URL", "(unset: in-process state)".to_owned()),
+            (
+                "REDIS_URL",
+                self.redis_url
+                    .as_ref()
+                    .map_or_else(|| "(unset: in-process state)".to_owned(), ToString::to_string),
+            ),
+            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+            (
+                "TRUSTED_PROXIES",
+                format!(
+                    "{:?}",
+                    self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>()
+                ),
+            ),
+            ("RATE_LIMIT_LOGIN_ACCOUNT", self.rate_limit_login_account.to_string()),
+            ("REVOCATION_POLL_MILLIS", self.revocation_poll_millis.to_string()),
+            ("TOKEN_CACHE_SIZE", self.token_cache_size.to_string()),
             ("ALGORITHM", self.algorithm.to_string()),
             (
                 "SECRET_KEY",
@@ -529,14 +700,11 @@ fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
         return Ok(Database::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(invalid(
-            "DATABASE_URL",
-            "the PostgreSQL backend is not part of this build yet; use sqlite:<path> or leave it unset",
-        ));
+        return Ok(Database::Postgres(url.to_owned()));
     }
     Err(invalid(
         "DATABASE_URL",
-        "must start with sqlite: (e.g. sqlite://./data/tessera.db)",
+        "must start with sqlite: or postgres:// (e.g. sqlite://./data/tessera.db)",
     ))
 }
 
@@ -651,6 +819,7 @@ mod tests {
             (vec![("BIND_ADDR", "localhost")], "BIND_ADDR"),
             (vec![("TOKEN_DELIVERY", "pigeon")], "TOKEN_DELIVERY"),
             (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
             (vec![("ALGORITHM", "EdDSA"), ("SECRET_KEY", &long)], "SECRET_KEY"),
             (vec![("SECRET_KEY_FILE", "/nonexistent/secret")], "SECRET_KEY_FILE"),
         ];
@@ -688,6 +857,47 @@ mod tests {
         assert_eq!(config.cors_origins, vec!["https://a.example", "http://localhost:3000"]);
         let config = Config::from_vars(&vars(&[("CORS_ORIGINS", "https://a.example/, https://b.example")])).unwrap();
         assert_eq!(config.cors_origins, vec!["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn urls_are_printed_without_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/tessera"),
+            "postgres://app:[redacted]@db:5432/tessera"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0"),
+            "redis://:[redacted]@cache:6379/0"
+        );
+        assert_eq!(redact_url("postgres://db/tessera?password=x"), "postgres://db/tessera");
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        let config = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db/t"),
+            ("REDIS_URL", "redis://:pw@r:6379"),
+        ]))
+        .unwrap();
+        let printed = format!("{config:?} {:?}", config.redacted_summary());
+        assert!(!printed.contains("hunter2") && !printed.contains(":pw@"), "{printed}");
+    }
+
+    #[test]
+    fn trusted_proxies_parse_as_networks() {
+        let config = Config::from_vars(&vars(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1, ::1, fd00::/8")])).unwrap();
+        let nets = &config.trusted_proxies;
+        assert!(nets[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!nets[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(nets[1].contains("127.0.0.1".parse().unwrap()));
+        assert!(nets[1].contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(nets[2].contains("::1".parse().unwrap()));
+        assert!(nets[3].contains("fd12::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nonsense", "::/129"] {
+            assert_eq!(error_for(&[("TRUSTED_PROXIES", bad)]).var, "TRUSTED_PROXIES", "{bad}");
+        }
+        assert_eq!(error_for(&[("REDIS_URL", "localhost:6379")]).var, "REDIS_URL");
+        assert_eq!(
+            error_for(&[("RATE_LIMIT_LOGIN_ACCOUNT", "x")]).var,
+            "RATE_LIMIT_LOGIN_ACCOUNT"
+        );
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub enum AppError {
     /// 409 naming what already exists.
     #[error("conflict on {0}")]
     Conflict(&'static str),
+    /// 429 with the decision that refused (for the headers).
+    #[error("rate limited")]
+    RateLimited(tessera_core::limits::Decision),
     /// 503 with Retry-After seconds.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -271,7 +274,18 @@ fn www_authenticate(code: ErrorCode) -> HeaderValue {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut retry_after = None;
+        let mut extra_headers = axum::http::HeaderMap::new();
         let rendered = match self {
+            AppError::RateLimited(decision) => {
+                extra_headers = crate::rate_limit::headers(&decision);
+                RenderedError {
+                    details: Some(json!({
+                        "limit": decision.limit.to_string(),
+                        "retry_after": decision.retry_after_secs,
+                    })),
+                    ..RenderedError::plain(ErrorCode::RateLimited)
+                }
+            }
             AppError::Code(code) => RenderedError::plain(code),
             AppError::Token { code } => RenderedError::plain(code),
             AppError::BadRequest(key) => RenderedError {
@@ -311,6 +325,7 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        response.headers_mut().extend(extra_headers);
         response
     }
 }

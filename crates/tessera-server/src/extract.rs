@@ -1,7 +1,7 @@
 //! Request extractors whose failures use the unified error format: JSON bodies (and form bodies
 //! where the seed accepts them), the client address, and the credentials-in-URL guard.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -9,7 +9,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
+use crate::config::IpNet;
 use crate::error::{AppError, ErrorCode, FieldError};
+use crate::state::AppState;
 
 /// A JSON request body (`Content-Type: application/json`).
 pub struct ApiJson<T>(pub T);
@@ -101,19 +103,103 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
     }
 }
 
-/// The client's address as seen on the socket. (Trusted proxy headers come with B7.)
+/// The client's address (B7): the socket peer, unless the peer is a trusted proxy
+/// (TRUSTED_PROXIES), in which case the right-most address in `X-Forwarded-For` (or RFC 7239
+/// `Forwarded: for=`) that is not itself a trusted proxy. Headers from untrusted peers are
+/// ignored, so a client cannot pick its own rate-limit bucket by sending a spoofed header.
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl ClientIp {
+    /// Resolves the client address from the peer and the forwarding headers.
+    pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> String {
+        let Some(peer) = peer else { return "unknown".to_owned() };
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+        if !is_trusted(peer) {
+            return canonical(peer);
+        }
+        let hops = forwarded_for(headers);
+        let mut nearest = peer;
+        for hop in hops.iter().rev() {
+            match hop {
+                Some(ip) if is_trusted(*ip) => nearest = *ip,
+                Some(ip) => return canonical(*ip),
+                // An unparseable hop: nothing to its left can be believed.
+                None => break,
+            }
+        }
+        canonical(nearest)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are printed as IPv4, so one client has one bucket.
+fn canonical(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// The hops of `X-Forwarded-For` (all header lines, in order), or else of `Forwarded`; `None`
+/// for an entry that is not an address.
+fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let xff: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !xff.is_empty() {
+        return xff
+            .iter()
+            .flat_map(|line| line.split(','))
+            .map(|hop| parse_hop(hop.trim()))
+            .take(64)
+            .collect();
+    }
+    headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                pair.trim()
+                    .strip_prefix("for=")
+                    .or_else(|| pair.trim().strip_prefix("FOR="))
+            })
+        })
+        .map(|value| parse_hop(value.trim().trim_matches('"')))
+        .take(64)
+        .collect()
+}
+
+/// An address, possibly with a port (`1.2.3.4:5678`, `[::1]:80`).
+fn parse_hop(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    text.strip_prefix('[')
+        .and_then(|t| t.split(']').next())
+        .and_then(|t| t.parse().ok())
+}
+
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(ip.clone());
+        }
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
-        Ok(ClientIp(ip))
+            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = ClientIp(ClientIp::resolve(peer, &parts.headers, &state.config.trusted_proxies));
+        parts.extensions.insert(ip.clone());
+        Ok(ip)
     }
 }
 
@@ -192,6 +278,77 @@ fn percent_decode_lossy(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn forwarding_headers_from_untrusted_peers_are_ignored() {
+        let spoofed = headers(&[("x-forwarded-for", "1.1.1.1")]);
+        let ip = ClientIp::resolve(Some("203.0.113.9".parse().unwrap()), &spoofed, &nets(&["10.0.0.0/8"]));
+        assert_eq!(ip, "203.0.113.9");
+        assert_eq!(
+            ClientIp::resolve(Some("10.0.0.1".parse().unwrap()), &spoofed, &[]),
+            "10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn the_right_most_untrusted_hop_is_the_client() {
+        let trusted = nets(&["10.0.0.0/8", "192.168.0.0/16"]);
+        // The client spoofs a first hop; the proxies append the real one.
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 192.168.1.1")]);
+        assert_eq!(
+            ClientIp::resolve(Some("10.0.0.2".parse().unwrap()), &chain, &trusted),
+            "198.51.100.7"
+        );
+        // Several header lines are one list.
+        let split = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(
+            ClientIp::resolve(Some("10.0.0.2".parse().unwrap()), &split, &trusted),
+            "198.51.100.7"
+        );
+        // All hops trusted: the left-most.
+        let internal = headers(&[("x-forwarded-for", "10.1.1.1, 10.2.2.2")]);
+        assert_eq!(
+            ClientIp::resolve(Some("10.0.0.2".parse().unwrap()), &internal, &trusted),
+            "10.1.1.1"
+        );
+        // Garbage stops the walk at the nearest trusted hop.
+        let garbage = headers(&[("x-forwarded-for", "198.51.100.7, nonsense, 10.3.3.3")]);
+        assert_eq!(
+            ClientIp::resolve(Some("10.0.0.2".parse().unwrap()), &garbage, &trusted),
+            "10.3.3.3"
+        );
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_is_understood() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let forwarded = headers(&[("forwarded", "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https")]);
+        assert_eq!(
+            ClientIp::resolve(Some("10.0.0.2".parse().unwrap()), &forwarded, &trusted),
+            "2001:db8::1"
+        );
+        let mapped = ClientIp::resolve(
+            Some("::ffff:198.51.100.1".parse().unwrap()),
+            &HeaderMap::new(),
+            &trusted,
+        );
+        assert_eq!(mapped, "198.51.100.1");
+    }
 
     #[test]
     fn credential_parameters_are_found_in_any_spelling() {

@@ -11,10 +11,15 @@
 //! - [`extract`]: body, client-address and user-agent extractors.
 //! - [`cookies`]: the token cookies (S1).
 //! - [`hashing`]: the bounded password-hashing pool (B8).
+//! - [`rate_limit`]: per-IP, per-account and per-user limits (S7, B7).
+//! - [`revocation`]: the denylist, shared through Redis pub/sub and the database (B3, B9).
+//! - [`backends`]: Redis health and the fallback to local state (B9).
+//! - [`token_cache`]: the in-process cache of verified claims (S8).
 //! - [`telemetry`]: logging set-up (S6).
 //! - [`cli`]: `tessera serve`, `tessera config check`.
 
 pub mod auth;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod cookies;
@@ -24,26 +29,38 @@ pub mod hashing;
 pub mod http;
 pub mod i18n;
 pub mod keys;
+pub mod rate_limit;
+pub mod revocation;
 pub mod state;
 pub mod telemetry;
+pub mod token_cache;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::Validation;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
-use tessera_core::store::{Denylist, SessionStore};
-use tessera_store::memory::MemoryDenylist;
+
+use tessera_core::store::{KeyStore, RateLimiter, SessionStore, UserStore};
+use tessera_store::memory::MemoryRateLimiter;
+use tessera_store::postgres::PgStore;
+use tessera_store::redis::RedisRateLimiter;
+use tessera_store::redis_bus::RedisBus;
 use tessera_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
+use crate::backends::RedisHealth;
 use crate::config::{Config, Database};
 use crate::hashing::HashPool;
-use crate::state::{AppState, Inner, unix_now};
+use crate::rate_limit::RateLimits;
+use crate::revocation::Revocations;
+use crate::state::{AppState, Inner};
+use crate::token_cache::TokenCache;
 
 /// A built application: the router and its state, ready to serve.
 pub struct App {
@@ -53,25 +70,78 @@ pub struct App {
     pub state: AppState,
 }
 
-/// Opens the stores, loads the keys, starts the hashing pool and builds the router.
-pub async fn build(config: Config) -> anyhow::Result<App> {
-    let store = match &config.database {
-        Database::Sqlite(path) => Arc::new(
-            SqliteStore::open(path)
-                .await
-                .with_context(|| format!("could not open the database at {}", path.display()))?,
-        ),
-    };
-    let keys = keys::load(&config, store.as_ref()).await?;
+/// The stores behind one database.
+struct Stores {
+    users: Arc<dyn UserStore>,
+    sessions: Arc<dyn SessionStore>,
+    keys: Arc<dyn KeyStore>,
+}
 
-    let denylist = Arc::new(MemoryDenylist::new());
+async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
+    Ok(match database {
+        Database::Sqlite(path) => {
+            let store = Arc::new(
+                SqliteStore::open(path)
+                    .await
+                    .with_context(|| format!("could not open the database at {}", path.display()))?,
+            );
+            Stores {
+                users: store.clone(),
+                sessions: store.clone(),
+                keys: store,
+            }
+        }
+        Database::Postgres(url) => {
+            let store = Arc::new(
+                PgStore::connect(url)
+                    .await
+                    .with_context(|| format!("could not connect to DATABASE_URL {database}"))?,
+            );
+            Stores {
+                users: store.clone(),
+                sessions: store.clone(),
+                keys: store,
+            }
+        }
+    })
+}
+
+/// Opens the stores, loads the keys, connects Redis (if configured), starts the hashing pool
+/// and the background tasks, and builds the router.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    let stores = open_stores(&config.database).await?;
+    let keys = keys::load(&config, stores.keys.as_ref()).await?;
+
+    let redis = match &config.redis_url {
+        Some(url) => {
+            let bus = RedisBus::new(url.expose(), &config.redis_prefix).context("REDIS_URL")?;
+            let health = RedisHealth::new(bus);
+            health.check().await;
+            health.spawn_monitor(Duration::from_secs(1));
+            Some(health)
+        }
+        None => None,
+    };
+
     // Sessions revoked within the last access lifetime may still have live access tokens:
-    // reload them so a restart does not bring those tokens back (B3).
-    let now = unix_now();
-    let horizon = now - config.access_ttl_secs - config.leeway_secs;
-    for (sid, revoked_at) in store.revoked_since(horizon).await? {
-        denylist.revoke_session(&sid, revoked_at + config.access_ttl_secs + config.leeway_secs, now);
-    }
+    // the denylist starts from them, then follows pub/sub and the database (B3).
+    let denylist = Revocations::new(redis.clone());
+    denylist
+        .start(
+            stores.sessions.clone(),
+            config.access_ttl_secs + config.leeway_secs,
+            Duration::from_millis(config.revocation_poll_millis),
+        )
+        .await?;
+
+    let shared_limiter = redis.as_ref().map(|health| {
+        let limiter: Arc<dyn RateLimiter> = Arc::new(RedisRateLimiter::new(
+            health.bus().manager(),
+            config.redis_prefix.clone(),
+        ));
+        (limiter, Arc::clone(health))
+    });
+    let limits = RateLimits::new(Arc::new(MemoryRateLimiter::new()), shared_limiter);
 
     let mut dummy_salt = [0u8; 16];
     OsRng.fill_bytes(&mut dummy_salt);
@@ -82,14 +152,17 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let mut validation = Validation::new(config.issuer.clone(), config.audience.clone());
     validation.leeway_secs = config.leeway_secs;
     let state = AppState(Arc::new(Inner {
-        users: store.clone(),
-        sessions: store.clone(),
-        key_store: store,
+        users: stores.users,
+        sessions: stores.sessions,
+        key_store: stores.keys,
         denylist,
+        limits,
+        redis,
         keys,
         hashing,
         policy: PasswordPolicy::default(),
         validation,
+        token_cache: TokenCache::new(config.token_cache_size),
         config,
     }));
     Ok(App {

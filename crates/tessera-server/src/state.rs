@@ -12,6 +12,11 @@ use tessera_core::keys::{KeyRing, SignError};
 use tessera_core::password::PasswordPolicy;
 use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
 
+use crate::backends::RedisHealth;
+use crate::rate_limit::RateLimits;
+use crate::revocation::Revocations;
+use crate::token_cache::TokenCache;
+
 use crate::config::Config;
 use crate::hashing::HashPool;
 
@@ -52,8 +57,12 @@ pub struct Inner {
     pub sessions: Arc<dyn SessionStore>,
     /// Persisted keys.
     pub key_store: Arc<dyn KeyStore>,
-    /// Revoked tokens and sessions.
-    pub denylist: Arc<dyn Denylist>,
+    /// Revoked tokens and sessions, kept in step across instances.
+    pub denylist: Arc<Revocations>,
+    /// Rate limiters.
+    pub limits: RateLimits,
+    /// Redis health, when REDIS_URL is set.
+    pub redis: Option<Arc<RedisHealth>>,
     /// Keys.
     pub keys: Keys,
     /// Password hashing.
@@ -62,6 +71,8 @@ pub struct Inner {
     pub policy: PasswordPolicy,
     /// iss/aud/leeway.
     pub validation: Validation,
+    /// Verified access-token claims (S8); `None` when TOKEN_CACHE_SIZE is 0.
+    pub token_cache: Option<TokenCache>,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -130,15 +141,21 @@ impl AppState {
         jwt::issue(&self.keys.refresh.load(), TokenKind::Refresh, &claims, &mut OsRng)
     }
 
-    /// Verifies an access token (signature, claims); the denylist is checked by the caller.
-    pub fn verify_access(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        jwt::verify(
-            &self.keys.access.load(),
-            token,
-            TokenKind::Access,
-            &self.validation,
-            now,
-        )
+    /// Verifies an access token (signature, claims), through the token cache when it is on;
+    /// the denylist is checked by the caller, hit or miss.
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
+        let leeway = self.validation.leeway_secs;
+        if let Some(cache) = &self.token_cache
+            && let Some(claims) = cache.get(token, now, leeway)
+        {
+            return Ok(claims);
+        }
+        let ring = self.keys.access.load();
+        let claims = Arc::new(jwt::verify(&ring, token, TokenKind::Access, &self.validation, now)?);
+        if let Some(cache) = &self.token_cache {
+            cache.insert(token, Arc::clone(&claims), now, leeway);
+        }
+        Ok(claims)
     }
 
     /// Verifies a refresh token.

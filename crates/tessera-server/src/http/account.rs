@@ -9,6 +9,7 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tessera_core::password::Verification;
+use tessera_core::store::Denylist;
 use tessera_core::store::{NewSession, NewUser, Rotation, RotationOutcome, User};
 use zeroize::Zeroizing;
 
@@ -18,6 +19,7 @@ use crate::error::{AppError, AppResult, ErrorCode, FieldError};
 use crate::extract::{ApiJson, ClientIp, JsonOrForm, UserAgent, parse_json};
 use crate::hashing::HashError;
 use crate::i18n::{Lang, message};
+use crate::rate_limit;
 use crate::state::{AppState, random_id, unix_now};
 
 /// Passwords longer than this (in bytes) are refused before any hashing work.
@@ -89,6 +91,7 @@ async fn register(
     ClientIp(ip): ClientIp,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> AppResult<Response> {
+    let decision = rate_limit::enforce(&state, "register", &ip, &state.config.rate_limit_register, &ip).await?;
     let mut errors = Vec::new();
     let email = required(request.email, "email", &mut errors).trim().to_owned();
     let username = required(request.username, "username", &mut errors).trim().to_owned();
@@ -127,7 +130,7 @@ async fn register(
         .await?;
     tracing::info!(event = "register", user_id = user.id, username = %user.username, ip_address = %ip, "account registered");
     let body = json!({ "user_id": user.id, "email": user.email, "username": user.username });
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    Ok((StatusCode::CREATED, rate_limit::headers(&decision), axum::Json(body)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -190,6 +193,28 @@ async fn login(
         )]));
     }
 
+    // Per client IP (S7), then per account whatever the IP (B7), both before any hashing work.
+    let decision = match rate_limit::enforce(&state, "login", &ip, &state.config.rate_limit_login, &ip).await {
+        Ok(_) => {
+            rate_limit::enforce(
+                &state,
+                "login_account",
+                &login.to_lowercase(),
+                &state.config.rate_limit_login_account,
+                &ip,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(error) => {
+            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "rate_limited", "login refused by the rate limit");
+            return Err(error);
+        }
+    };
+
     let started = std::time::Instant::now();
     let user = state.users.find_by_login(&login).await?;
     // Unknown user or not, the same hashing work happens (dummy hash), so the answer and its
@@ -223,7 +248,8 @@ async fn login(
         tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "disabled", "login to a disabled account");
         return Err(AppError::Code(ErrorCode::AccountDisabled));
     }
-    let response = start_session(&state, lang, &user, &ip, user_agent).await?;
+    let mut response = start_session(&state, lang, &user, &ip, user_agent).await?;
+    response.headers_mut().extend(rate_limit::headers(&decision));
     tracing::info!(event = "login_success", user_id = user.id, username = %user.username, ip_address = %ip, elapsed_ms, "login succeeded");
     Ok(response)
 }

@@ -14,8 +14,16 @@ use crate::state::AppState;
 /// Longest chat message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 4_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/agent/chat", post(chat))
+pub fn router(state: &AppState) -> Router<AppState> {
+    // The API limit per user authenticates first; as a method-router layer it runs only for
+    // a matched method, so a wrong method is still a plain 405.
+    Router::new().route(
+        "/agent/chat",
+        post(chat).route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::api_limit,
+        )),
+    )
 }
 
 #[derive(Deserialize)]

@@ -19,11 +19,18 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The process can serve: the database answers.
+/// The process can serve: the database answers. Without Redis it still serves, on local
+/// state, and says so: `"status": "degraded"` (B9).
 async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
     state.users.ping().await.map_err(|e| AppError::Unavailable {
         retry_after: 5,
         reason: format!("database not ready: {e}"),
     })?;
-    Ok(Json(json!({ "status": "ready" })))
+    let redis = match &state.redis {
+        None => "disabled",
+        Some(health) if health.is_up() => "up",
+        Some(_) => "down",
+    };
+    let status = if redis == "down" { "degraded" } else { "ready" };
+    Ok(Json(json!({ "status": status, "database": "up", "redis": redis })))
 }

@@ -41,9 +41,9 @@ pub fn router(state: AppState) -> Router {
     let cors = (!config.cors_origins.is_empty()).then(|| cors_layer(&config.cors_origins));
     Router::new()
         .merge(account::router())
-        .merge(sessions::router())
-        .merge(profile::router())
-        .merge(agent::router())
+        .merge(sessions::router(&state))
+        .merge(profile::router(&state))
+        .merge(agent::router(&state))
         .merge(health::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

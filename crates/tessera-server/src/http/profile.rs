@@ -10,10 +10,22 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/profile", get(profile))
-        .route("/profile/full", get(profile_full))
+        .route(
+            "/profile",
+            get(profile).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::rate_limit::api_limit,
+            )),
+        )
+        .route(
+            "/profile/full",
+            get(profile_full).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::rate_limit::api_limit,
+            )),
+        )
 }
 
 /// Claims only: no store is touched.

@@ -14,10 +14,22 @@ use crate::extract::ClientIp;
 use crate::http::rfc3339;
 use crate::state::{AppState, unix_now};
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/sessions", get(list_sessions))
-        .route("/sessions/{id}", delete(delete_session))
+        .route(
+            "/sessions",
+            get(list_sessions).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::rate_limit::api_limit,
+            )),
+        )
+        .route(
+            "/sessions/{id}",
+            delete(delete_session).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::rate_limit::api_limit,
+            )),
+        )
 }
 
 async fn list_sessions(State(state): State<AppState>, user: AuthUser) -> AppResult<Response> {

@@ -13,7 +13,10 @@ async fn healthz_and_readyz_answer_200_with_a_status() {
     assert_eq!(response.json::<Value>().await.unwrap(), json!({ "status": "ok" }));
     let response = app.get("/readyz").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "status": "ready" }));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "status": "ready", "database": "up", "redis": "disabled" })
+    );
 }
 
 #[tokio::test]

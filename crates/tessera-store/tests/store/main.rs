@@ -4,4 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod contract;
+mod limiter;
+mod postgres;
+mod redis;
 mod sqlite;

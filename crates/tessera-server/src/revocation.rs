@@ -1,0 +1,157 @@
+//! Revocation across instances (B3, B9).
+//!
+//! Every instance keeps the denylist in memory, so checking a token costs no round trip. A
+//! revocation reaches the other instances two ways:
+//!
+//! - fast: published on Redis pub/sub, applied by every subscriber within milliseconds;
+//! - sure: the database records every revoked session, and every instance re-reads the recent
+//!   revocations every REVOCATION_POLL_MILLIS (500 ms by default). This also covers Redis
+//!   outages, instances that were disconnected, and revocations made by the CLI.
+//!
+//! So a logout on one instance is refused everywhere within the poll interval at worst, and
+//! usually within a few milliseconds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tessera_core::store::{Denylist, SessionStore};
+use tessera_store::memory::MemoryDenylist;
+
+use crate::backends::RedisHealth;
+use crate::state::unix_now;
+
+/// How far back each poll looks, beyond the previous successful poll: covers transactions that
+/// committed with an earlier timestamp than our last read, and clock skew between instances.
+const POLL_OVERLAP_SECS: i64 = 5;
+
+/// The denylist of this instance, kept in step with the others.
+pub struct Revocations {
+    local: MemoryDenylist,
+    redis: Option<Arc<RedisHealth>>,
+}
+
+impl Revocations {
+    /// A denylist, shared through `redis` when there is one.
+    pub fn new(redis: Option<Arc<RedisHealth>>) -> Arc<Revocations> {
+        Arc::new(Revocations {
+            local: MemoryDenylist::new(),
+            redis,
+        })
+    }
+
+    fn publish(&self, message: String) {
+        let Some(redis) = self.redis.clone() else { return };
+        if !redis.is_up() {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(error) = redis.bus().publish(&message).await {
+                redis.report_failure(&error);
+            }
+        });
+    }
+
+    /// Applies a message published by another instance.
+    fn apply(&self, message: &str) {
+        let now = unix_now();
+        let mut parts = message.split(' ');
+        let (Some(kind), Some(id), Some(until)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let Ok(until) = until.parse::<i64>() else { return };
+        match kind {
+            "s" => self.local.revoke_session(id, until, now),
+            "t" => self.local.revoke_token(id, until, now),
+            _ => {}
+        }
+    }
+
+    /// Loads the sessions revoked since `since` from the database into the local denylist.
+    async fn catch_up(&self, sessions: &dyn SessionStore, since: i64, access_lifetime: i64) -> bool {
+        match sessions.revoked_since(since).await {
+            Ok(revoked) => {
+                let now = unix_now();
+                for (sid, revoked_at) in revoked {
+                    self.local.revoke_session(&sid, revoked_at + access_lifetime, now);
+                }
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "revocation poll failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Starts the subscriber and the database poll.
+    pub async fn start(
+        self: &Arc<Self>,
+        sessions: Arc<dyn SessionStore>,
+        access_lifetime: i64,
+        poll_interval: Duration,
+    ) -> Result<(), tessera_core::store::StoreError> {
+        // Everything revoked within one access lifetime may still have live tokens.
+        let started = unix_now();
+        sessions
+            .revoked_since(started - access_lifetime)
+            .await?
+            .into_iter()
+            .for_each(|(sid, at)| {
+                self.local.revoke_session(&sid, at + access_lifetime, started);
+            });
+        if let Some(redis) = &self.redis {
+            let revocations = Arc::clone(self);
+            redis.bus().subscribe(move |message| revocations.apply(&message), || {});
+        }
+        let revocations = Arc::clone(self);
+        let last_success = Arc::new(AtomicI64::new(started));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(poll_interval).await;
+                let polled_at = unix_now();
+                let since = last_success.load(Ordering::Relaxed) - POLL_OVERLAP_SECS;
+                if revocations.catch_up(sessions.as_ref(), since, access_lifetime).await {
+                    last_success.store(polled_at, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Denylist for Revocations {
+    fn revoke_token(&self, jti: &str, until: i64, now: i64) {
+        self.local.revoke_token(jti, until, now);
+        self.publish(format!("t {jti} {until}"));
+    }
+
+    fn revoke_session(&self, sid: &str, until: i64, now: i64) {
+        self.local.revoke_session(sid, until, now);
+        self.publish(format!("s {sid} {until}"));
+    }
+
+    fn is_revoked(&self, jti: &str, sid: &str, now: i64) -> bool {
+        self.local.is_revoked(jti, sid, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_messages_are_applied_and_garbage_is_ignored() {
+        let revocations = Revocations::new(None);
+        let later = unix_now() + 100;
+        revocations.apply(&format!("s sid-1 {later}"));
+        revocations.apply(&format!("t jti-1 {later}"));
+        for garbage in ["", "s", "s x", "s x notanumber", "z x 1", "s  1"] {
+            revocations.apply(garbage);
+        }
+        let now = unix_now();
+        assert!(revocations.is_revoked("any", "sid-1", now));
+        assert!(revocations.is_revoked("jti-1", "other", now));
+        assert!(!revocations.is_revoked("any", "x", now));
+    }
+}
