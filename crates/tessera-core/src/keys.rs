@@ -480,6 +480,11 @@ impl Key {
             Material::Es256 { signing, .. } => {
                 let signing = signing.as_ref().ok_or_else(no_private)?;
                 let signature: p256::ecdsa::Signature = signing.try_sign(input).map_err(|_| SignError::Crypto)?;
+                // ECDSA signatures are malleable: (r, s) and (r, n - s) both verify, and RFC 7518
+                // does not ask verifiers to refuse either (Wycheproof's valid JWS vectors include
+                // high-S ones). Tessera issues only the low-S form, and never keys state on
+                // token text (revocation is by jti and sid), so the twin gains nothing.
+                let signature = signature.normalize_s().unwrap_or(signature);
                 Ok(signature.to_bytes().to_vec())
             }
             Material::Rs256 { signing, .. } => {
@@ -984,6 +989,21 @@ mod tests {
             assert!(again.verify_signature(b"input", &signature), "{alg}");
             assert_eq!(again.deactivated_at(), Some(20));
             assert_eq!(again.public_jwk(), key.public_jwk());
+        }
+    }
+
+    #[test]
+    fn es256_signatures_are_issued_low_s_and_the_high_s_twin_is_the_one_known_variant() {
+        let key = Key::generate(Algorithm::ES256, KeyState::Signing, 0, &mut OsRng).unwrap();
+        for i in 0..32u8 {
+            let input = [i; 40];
+            let bytes = key.sign_bytes(&input, &mut OsRng).unwrap();
+            let signature = p256::ecdsa::Signature::from_slice(&bytes).unwrap();
+            assert!(signature.normalize_s().is_none(), "issued a high-S signature");
+            // The twin (r, n - s) verifies too: documented ECDSA malleability, not a bypass,
+            // since nothing in Tessera is keyed on the token text.
+            let twin = p256::ecdsa::Signature::from_scalars(signature.r(), -*signature.s()).unwrap();
+            assert!(key.verify_signature(&input, &twin.to_bytes()));
         }
     }
 
