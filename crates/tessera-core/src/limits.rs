@@ -301,7 +301,7 @@ impl RateLimit {
         } else {
             // Only in the next window, where this window's count becomes the decaying one.
             let rest_of_window = period - elapsed;
-            let in_next = if current + 1 <= count {
+            let in_next = if current < count {
                 0
             } else {
                 // current * (period - t) + period <= count * period  <=>  t >= period - (count - 1) * period / current
