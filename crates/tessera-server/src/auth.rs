@@ -66,6 +66,7 @@ pub fn check_csrf(state: &AppState, headers: &HeaderMap, sid: &str, ip: &str) ->
     if state.keys.csrf.verify(sid, presented) {
         Ok(())
     } else {
+        state.metrics.csrf_failures.inc();
         tracing::warn!(
             event = "csrf_failure",
             ip_address = %ip,
@@ -116,10 +117,13 @@ impl FromRequestParts<AppState> for AuthUser {
             },
         };
         let now = unix_now();
-        let claims = state
-            .verify_access(&token, now)
-            .map_err(|e| reject_token(&e, &token, &ip))?;
+        let claims = state.verify_access(&token, now).map_err(|e| {
+            let result = if e.is_expired() { "expired" } else { "invalid" };
+            state.metrics.token_verifications.with_label_values(&[result]).inc();
+            reject_token(&e, &token, &ip)
+        })?;
         if state.denylist.is_revoked(&claims.jti, &claims.sid, now) {
+            state.metrics.token_verifications.with_label_values(&["revoked"]).inc();
             tracing::warn!(
                 event = "invalid_token",
                 ip_address = %ip,
@@ -132,6 +136,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 code: ErrorCode::InvalidToken,
             });
         }
+        state.metrics.token_verifications.with_label_values(&["valid"]).inc();
         if via_cookie && is_unsafe(&parts.method) {
             check_csrf(state, &parts.headers, &claims.sid, &ip)?;
         }

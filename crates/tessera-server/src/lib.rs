@@ -15,6 +15,7 @@
 //! - [`revocation`]: the denylist, shared through Redis pub/sub and the database (B3, B9).
 //! - [`backends`]: Redis health and the fallback to local state (B9).
 //! - [`token_cache`]: the in-process cache of verified claims (S8).
+//! - [`metrics`]: the Prometheus registry of this instance (S10).
 //! - [`telemetry`]: logging set-up (S6).
 //! - [`cli`]: `tessera serve`, `tessera config check`.
 
@@ -29,6 +30,7 @@ pub mod hashing;
 pub mod http;
 pub mod i18n;
 pub mod keys;
+pub mod metrics;
 pub mod rate_limit;
 pub mod revocation;
 pub mod state;
@@ -57,6 +59,7 @@ use tokio::net::TcpListener;
 use crate::backends::RedisHealth;
 use crate::config::{Config, Database};
 use crate::hashing::HashPool;
+use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
 use crate::state::{AppState, Inner};
@@ -163,6 +166,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         policy: PasswordPolicy::default(),
         validation,
         token_cache: TokenCache::new(config.token_cache_size),
+        metrics: Metrics::new().context("could not register metrics")?,
         config,
     }));
     Ok(App {

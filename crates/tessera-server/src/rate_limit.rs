@@ -94,6 +94,7 @@ pub async fn enforce(
     if decision.allowed {
         Ok(decision)
     } else {
+        state.metrics.rate_limited.with_label_values(&[bucket]).inc();
         tracing::warn!(
             event = "rate_limited",
             route = bucket,

@@ -13,6 +13,7 @@ use tessera_core::password::PasswordPolicy;
 use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
+use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
 use crate::token_cache::TokenCache;
@@ -71,6 +72,8 @@ pub struct Inner {
     pub policy: PasswordPolicy,
     /// iss/aud/leeway.
     pub validation: Validation,
+    /// Prometheus metrics of this instance.
+    pub metrics: Metrics,
     /// Verified access-token claims (S8); `None` when TOKEN_CACHE_SIZE is 0.
     pub token_cache: Option<TokenCache>,
 }

@@ -34,13 +34,16 @@ pub fn router() -> Router<AppState> {
         .route("/logout/all", post(logout_all))
 }
 
-fn hash_error(error: HashError) -> AppError {
+fn hash_error(state: &AppState, error: HashError) -> AppError {
     match error {
         // B8: shed load instead of queueing without bound.
-        HashError::Busy => AppError::Unavailable {
-            retry_after: 1,
-            reason: "password hashing queue full".into(),
-        },
+        HashError::Busy => {
+            state.metrics.hash_rejected.inc();
+            AppError::Unavailable {
+                retry_after: 1,
+                reason: "password hashing queue full".into(),
+            }
+        }
         HashError::Failed(reason) => AppError::Internal(anyhow::anyhow!(reason)),
     }
 }
@@ -118,7 +121,7 @@ async fn register(
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let password_hash = state.hashing.hash(password).await.map_err(hash_error)?;
+    let password_hash = state.hashing.hash(password).await.map_err(|e| hash_error(&state, e))?;
     let user = state
         .users
         .create(NewUser {
@@ -171,6 +174,21 @@ async fn login(
     UserAgent(user_agent): UserAgent,
     JsonOrForm(request): JsonOrForm<LoginRequest>,
 ) -> AppResult<Response> {
+    let started = std::time::Instant::now();
+    let result = login_attempt(&state, lang, ip, user_agent, request).await;
+    state.metrics.login_duration.observe(started.elapsed().as_secs_f64());
+    let status = if result.is_ok() { "success" } else { "failure" };
+    state.metrics.login_attempts.with_label_values(&[status]).inc();
+    result
+}
+
+async fn login_attempt(
+    state: &AppState,
+    lang: Lang,
+    ip: String,
+    user_agent: Option<String>,
+    request: LoginRequest,
+) -> AppResult<Response> {
     let mut errors = Vec::new();
     let login = request
         .email
@@ -194,17 +212,24 @@ async fn login(
     }
 
     // Per client IP (S7), then per account whatever the IP (B7), both before any hashing work.
-    let decision = match rate_limit::enforce(&state, "login", &ip, &state.config.rate_limit_login, &ip).await {
-        Ok(_) => {
-            rate_limit::enforce(
-                &state,
-                "login_account",
-                &login.to_lowercase(),
-                &state.config.rate_limit_login_account,
-                &ip,
-            )
-            .await
-        }
+    // The X-RateLimit-* headers describe whichever of the two leaves fewer attempts: that is
+    // the one the client runs into first.
+    let decision = match rate_limit::enforce(state, "login", &ip, &state.config.rate_limit_login, &ip).await {
+        Ok(per_ip) => rate_limit::enforce(
+            state,
+            "login_account",
+            &login.to_lowercase(),
+            &state.config.rate_limit_login_account,
+            &ip,
+        )
+        .await
+        .map(|per_account| {
+            if per_account.remaining < per_ip.remaining {
+                per_account
+            } else {
+                per_ip
+            }
+        }),
         Err(error) => Err(error),
     };
     let decision = match decision {
@@ -224,13 +249,13 @@ async fn login(
         .hashing
         .verify(password.clone(), stored)
         .await
-        .map_err(hash_error)?;
+        .map_err(|e| hash_error(state, e))?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
 
     let user = match (user, verification) {
         (Some(user), Verification::Valid { needs_rehash }) => {
             if needs_rehash {
-                rehash_in_background(&state, user.id, password);
+                rehash_in_background(state, user.id, password);
             }
             user
         }
@@ -248,7 +273,7 @@ async fn login(
         tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "disabled", "login to a disabled account");
         return Err(AppError::Code(ErrorCode::AccountDisabled));
     }
-    let mut response = start_session(&state, lang, &user, &ip, user_agent).await?;
+    let mut response = start_session(state, lang, &user, &ip, user_agent).await?;
     response.headers_mut().extend(rate_limit::headers(&decision));
     tracing::info!(event = "login_success", user_id = user.id, username = %user.username, ip_address = %ip, elapsed_ms, "login succeeded");
     Ok(response)
@@ -410,6 +435,7 @@ async fn refresh(
         ),
         RotationOutcome::ReuseDetected(_) => {
             state.deny_sessions([claims.sid.as_str()], now);
+            state.metrics.refresh_reuse.inc();
             tracing::warn!(
                 event = "refresh_reuse_detected",
                 user_id = user.id,
@@ -432,6 +458,7 @@ async fn refresh(
     let access = state
         .issue_access(user.id, &user.username, &claims.sid, now)
         .map_err(anyhow::Error::from)?;
+    state.metrics.token_refresh.inc();
     tracing::info!(event = "token_refresh", user_id = user.id, ip_address = %ip, rotation = kind, "tokens refreshed");
     Ok(token_response(
         &state,

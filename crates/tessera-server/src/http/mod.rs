@@ -8,6 +8,7 @@
 mod account;
 mod agent;
 mod health;
+mod metrics;
 mod profile;
 mod sessions;
 
@@ -45,7 +46,9 @@ pub fn router(state: AppState) -> Router {
         .merge(profile::router(&state))
         .merge(agent::router(&state))
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(SetResponseHeaderLayer::if_not_present(

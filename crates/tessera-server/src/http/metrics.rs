@@ -1,0 +1,68 @@
+//! `GET /metrics` (S10) and the HTTP request metrics middleware.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::state::{AppState, unix_now};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// Refreshes the state-mirroring gauges, then renders every metric.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let metrics = &state.metrics;
+    match state.sessions.count_active(unix_now()).await {
+        Ok(count) => {
+            metrics.active_tokens.set(count);
+            metrics.backend_up.with_label_values(&["database"]).set(1);
+        }
+        Err(_) => metrics.backend_up.with_label_values(&["database"]).set(0),
+    }
+    metrics
+        .hash_queue_depth
+        .set(i64::try_from(state.hashing.queue_depth()).unwrap_or(i64::MAX));
+    if let Some(redis) = &state.redis {
+        metrics
+            .backend_up
+            .with_label_values(&["redis"])
+            .set(i64::from(redis.is_up()));
+        metrics
+            .backend_outages
+            .with_label_values(&["redis"])
+            .set(i64::try_from(redis.outages()).unwrap_or(i64::MAX));
+    }
+    let mut response = metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Counts and times every request by method, matched route (never the raw path, so ids in
+/// paths cannot blow up the label set) and status.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    state.metrics.http_requests.with_label_values(&labels).inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,211 @@
+//! Prometheus metrics (S10, B9, B11), in the Prometheus text exposition format.
+//!
+//! One registry per application instance (no global recorder), so tests can run many apps in
+//! one process and each reads its own numbers. Counters are bumped where the events happen;
+//! gauges that mirror state (live sessions, hashing queue, backend health) are refreshed when
+//! `/metrics` is scraped.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric Tessera exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `auth_login_attempts_total{status="success|failure"}`.
+    pub login_attempts: IntCounterVec,
+    /// `auth_login_duration_seconds`: the whole login, hashing included.
+    pub login_duration: Histogram,
+    /// `auth_active_tokens`: live, unrevoked sessions (refreshed at scrape).
+    pub active_tokens: IntGauge,
+    /// `auth_token_refresh_total`.
+    pub token_refresh: IntCounter,
+    /// `auth_token_verifications_total{result="valid|expired|invalid|revoked"}`.
+    pub token_verifications: IntCounterVec,
+    /// `auth_rate_limited_total{route}`.
+    pub rate_limited: IntCounterVec,
+    /// `auth_refresh_reuse_detected_total`.
+    pub refresh_reuse: IntCounter,
+    /// `auth_csrf_failures_total`.
+    pub csrf_failures: IntCounter,
+    /// `auth_password_hash_queue_depth` (refreshed at scrape).
+    pub hash_queue_depth: IntGauge,
+    /// `auth_password_hash_rejected_total`: logins/registrations shed with 503.
+    pub hash_rejected: IntCounter,
+    /// `tessera_backend_up{backend="database|redis"}` (refreshed at scrape).
+    pub backend_up: IntGaugeVec,
+    /// `tessera_backend_outages_total{backend}`: times a backend went down.
+    pub backend_outages: IntGaugeVec,
+    /// `http_requests_total{method,route,status}`; `route` is the matched route, never the raw path.
+    pub http_requests: IntCounterVec,
+    /// `http_request_duration_seconds{method,route,status}`.
+    pub http_duration: HistogramVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> prometheus::Result<T> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    /// A fresh registry with every metric, plus process metrics (CPU, memory, file descriptors).
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        let latency_buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ];
+        let login_buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        Ok(Metrics {
+            login_attempts: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("auth_login_attempts_total", "Login attempts by outcome."),
+                    &["status"],
+                )?,
+            )?,
+            login_duration: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "auth_login_duration_seconds",
+                        "Time to answer a login, hashing included.",
+                    )
+                    .buckets(login_buckets),
+                )?,
+            )?,
+            active_tokens: register(
+                &registry,
+                IntGauge::new(
+                    "auth_active_tokens",
+                    "Live, unrevoked sessions (refresh-token families).",
+                )?,
+            )?,
+            token_refresh: register(
+                &registry,
+                IntCounter::new("auth_token_refresh_total", "Successful token refreshes.")?,
+            )?,
+            token_verifications: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("auth_token_verifications_total", "Access-token checks by result."),
+                    &["result"],
+                )?,
+            )?,
+            rate_limited: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("auth_rate_limited_total", "Requests refused by a rate limit."),
+                    &["route"],
+                )?,
+            )?,
+            refresh_reuse: register(
+                &registry,
+                IntCounter::new(
+                    "auth_refresh_reuse_detected_total",
+                    "Spent refresh tokens presented again (session families revoked).",
+                )?,
+            )?,
+            csrf_failures: register(
+                &registry,
+                IntCounter::new(
+                    "auth_csrf_failures_total",
+                    "Cookie-authenticated requests refused for CSRF.",
+                )?,
+            )?,
+            hash_queue_depth: register(
+                &registry,
+                IntGauge::new(
+                    "auth_password_hash_queue_depth",
+                    "Password hashing jobs waiting for a worker.",
+                )?,
+            )?,
+            hash_rejected: register(
+                &registry,
+                IntCounter::new(
+                    "auth_password_hash_rejected_total",
+                    "Requests shed with 503 because the hashing queue was full.",
+                )?,
+            )?,
+            backend_up: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("tessera_backend_up", "Whether a backend answers (1) or not (0)."),
+                    &["backend"],
+                )?,
+            )?,
+            backend_outages: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("tessera_backend_outages", "Times a backend was found down since start."),
+                    &["backend"],
+                )?,
+            )?,
+            http_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "http_requests_total",
+                        "HTTP requests by method, matched route and status.",
+                    ),
+                    &["method", "route", "status"],
+                )?,
+            )?,
+            http_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new("http_request_duration_seconds", "HTTP request latency.")
+                        .buckets(latency_buckets),
+                    &["method", "route", "status"],
+                )?,
+            )?,
+            registry,
+        })
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "metrics encoding failed");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_help_and_type() {
+        let metrics = Metrics::new().unwrap();
+        metrics.login_attempts.with_label_values(&["success"]).inc();
+        metrics
+            .http_requests
+            .with_label_values(&["GET", "/profile", "200"])
+            .inc();
+        metrics.backend_up.with_label_values(&["database"]).set(1);
+        let text = metrics.render();
+        for family in [
+            "auth_login_attempts_total",
+            "auth_active_tokens",
+            "auth_token_refresh_total",
+            "http_requests_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family}")), "{family} missing:\n{text}");
+        }
+        assert!(text.contains("auth_login_attempts_total{status=\"success\"} 1"));
+    }
+
+    #[test]
+    fn two_instances_do_not_share_numbers() {
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        a.token_refresh.inc();
+        assert!(a.render().contains("auth_token_refresh_total 1"));
+        assert!(b.render().contains("auth_token_refresh_total 0"));
+    }
+}
