@@ -768,6 +768,19 @@ pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
 
+/// A stored key with its timetable: the state of every key follows from these times and the
+/// clock, so every instance that reads the same rows at the same time sees the same ring, with
+/// no coordination (rotation is just "insert a key that activates later").
+#[derive(Debug)]
+pub struct ScheduledKey {
+    /// The key (its state is recomputed).
+    pub key: Key,
+    /// When it starts signing. Until then it is published: in the JWK set and verifying.
+    pub activates_at: i64,
+    /// When it stops verifying, if retired.
+    pub retired_at: Option<i64>,
+}
+
 /// What [`KeyRing::prune`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneOutcome {
@@ -809,6 +822,45 @@ impl KeyRing {
             ring.insert(key)?;
         }
         Ok(ring)
+    }
+
+    /// The ring at time `now` from keys and their timetables: the newest activated key with a
+    /// private part signs; older activated keys verify only (since the next one activated);
+    /// keys not yet active are published; retired keys verify nothing.
+    pub fn from_schedule(mut entries: Vec<ScheduledKey>, now: i64) -> Result<KeyRing, KeyRingError> {
+        entries.sort_by_key(|e| (e.activates_at, e.key.created_at));
+        let is_live = |e: &ScheduledKey| e.retired_at.is_none_or(|at| at > now);
+        let signer = entries
+            .iter()
+            .rposition(|e| is_live(e) && e.activates_at <= now && e.key.has_private());
+        let activations: Vec<i64> = entries.iter().map(|e| e.activates_at).collect();
+        let mut keys = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let live = is_live(&entry);
+            let mut key = entry.key;
+            key.deactivated_at = None;
+            key.state = if !live {
+                KeyState::Retired
+            } else if entry.activates_at > now {
+                KeyState::Published
+            } else if Some(index) == signer {
+                KeyState::Signing
+            } else {
+                // Stopped signing when the next key activated (or, with no successor yet
+                // active, it never signed: then "since its own activation" is the safe bound).
+                key.deactivated_at = activations[index + 1..]
+                    .iter()
+                    .copied()
+                    .find(|at| *at <= now)
+                    .or(Some(entry.activates_at));
+                KeyState::VerifyOnly
+            };
+            if key.state == KeyState::Retired {
+                key.deactivated_at = entry.retired_at;
+            }
+            keys.push(key);
+        }
+        KeyRing::new(keys)
     }
 
     /// Adds a key.
@@ -1058,6 +1110,58 @@ mod tests {
             })
             .collect();
         KeyRing::new(keys).unwrap()
+    }
+
+    fn scheduled(seed: u8, activates_at: i64, retired_at: Option<i64>) -> ScheduledKey {
+        let kid = Kid::new(format!("s{seed}")).unwrap();
+        ScheduledKey {
+            key: Key::from_secret(
+                Algorithm::HS256,
+                &[seed; 32],
+                Some(kid),
+                KeyState::Retired,
+                activates_at,
+            )
+            .unwrap(),
+            activates_at,
+            retired_at,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_timetable_and_the_clock() {
+        let entries = || {
+            vec![
+                scheduled(1, 100, None),
+                scheduled(2, 200, None),
+                scheduled(3, 300, None),
+                scheduled(4, 50, Some(150)),
+            ]
+        };
+        // At 250: s2 signs (newest activated), s1 verifies (since 200), s3 is published, s4 retired.
+        let ring = KeyRing::from_schedule(entries(), 250).unwrap();
+        let state = |kid: &str| ring.find(kid).unwrap().state();
+        assert_eq!(ring.signing_key().unwrap().kid().as_str(), "s2");
+        assert_eq!(
+            (state("s1"), ring.find("s1").unwrap().deactivated_at()),
+            (KeyState::VerifyOnly, Some(200))
+        );
+        assert_eq!(state("s3"), KeyState::Published);
+        assert_eq!(state("s4"), KeyState::Retired);
+        assert!(ring.find_verifier("s3").is_some(), "published keys verify");
+        assert!(ring.find_verifier("s4").is_none());
+        // At 300 the pre-published key takes over without anyone writing anything.
+        let later = KeyRing::from_schedule(entries(), 300).unwrap();
+        assert_eq!(later.signing_key().unwrap().kid().as_str(), "s3");
+        assert_eq!(later.find("s2").unwrap().deactivated_at(), Some(300));
+        // At 60 only s4 has activated (and is not yet retired): it signs, the rest are published.
+        let early = KeyRing::from_schedule(entries(), 60).unwrap();
+        assert_eq!(early.signing_key().unwrap().kid().as_str(), "s4");
+        assert_eq!(early.find("s1").unwrap().state(), KeyState::Published);
+        // Before anything activated, nothing signs but everything live verifies.
+        let before = KeyRing::from_schedule(entries(), 10).unwrap();
+        assert!(before.signing_key().is_none());
+        assert!(before.find_verifier("s1").is_some());
     }
 
     #[test]

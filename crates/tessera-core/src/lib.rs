@@ -16,6 +16,7 @@
 //! - [`jwt`]: claims, access/refresh token types, issuing and strict validation (RFC 7519, 8725).
 //! - [`csrf`]: stateless CSRF tokens derived from the session id.
 //! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
+//! - [`sealing`]: private keys encrypted at rest under a master key.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
 //! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
 
@@ -26,6 +27,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod password;
+pub mod sealing;
 pub mod store;
 
 pub use jws::Algorithm;

@@ -209,7 +209,7 @@ impl KeyPurpose {
 }
 
 /// A persisted key. `private_key` is the output of `Key::export_private` (for CSRF keys, the raw
-/// secret); the store treats it as opaque bytes.
+/// secret), sealed when a master key is configured; the store treats it as opaque bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// Key id.
@@ -218,13 +218,17 @@ pub struct StoredKey {
     pub purpose: KeyPurpose,
     /// Pinned algorithm (HS256 for CSRF keys).
     pub alg: Algorithm,
-    /// Lifecycle state.
+    /// The state it was created in (informative; the live state follows from the times).
     pub state: KeyState,
     /// Unix seconds.
     pub created_at: i64,
-    /// When it stopped signing.
+    /// When it stopped signing (informative).
     pub deactivated_at: Option<i64>,
-    /// Private material.
+    /// When it starts signing; before that it is published only (rotation pre-publishes).
+    pub activates_at: i64,
+    /// When it stopped verifying, if retired.
+    pub retired_at: Option<i64>,
+    /// Private material, possibly sealed.
     pub private_key: Vec<u8>,
 }
 
@@ -234,20 +238,36 @@ impl std::fmt::Debug for StoredKey {
             .field("kid", &self.kid)
             .field("purpose", &self.purpose)
             .field("alg", &self.alg)
-            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
 }
 
-/// Persisted keys (the managed key ring, B1).
+/// When [`KeyStore::insert`] may insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertCondition {
+    /// Always (an operator's `tessera keys rotate`).
+    Always,
+    /// Only if the purpose has no key at all (first start; instances racing agree on one).
+    IfNone,
+    /// Only if no key of the purpose was created after this time (scheduled rotation: of many
+    /// instances finding a rotation due, one inserts).
+    IfNoneCreatedAfter(i64),
+}
+
+/// Persisted keys (the managed key ring, B1, S4, B4).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// All keys of a purpose, oldest first.
     async fn list(&self, purpose: KeyPurpose) -> Result<Vec<StoredKey>, StoreError>;
-    /// Inserts the keys only if none of that purpose exists yet, atomically; returns whatever
-    /// keys of that purpose exist afterwards. Two instances starting at once on an empty
-    /// database therefore agree on one set of keys.
-    async fn insert_initial(&self, purpose: KeyPurpose, keys: Vec<StoredKey>) -> Result<Vec<StoredKey>, StoreError>;
+    /// Inserts a key if `condition` holds, atomically with the check. Returns whether it did.
+    async fn insert(&self, key: StoredKey, condition: InsertCondition) -> Result<bool, StoreError>;
+    /// Marks a key retired from `at`. Returns false when there is no such key.
+    async fn retire(&self, kid: &str, at: i64) -> Result<bool, StoreError>;
+    /// Deletes a key (prune). Returns false when there is no such key.
+    async fn delete(&self, kid: &str) -> Result<bool, StoreError>;
 }
 
 /// Revoked access tokens and sessions, checked on every authenticated request. Implementations

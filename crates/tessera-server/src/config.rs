@@ -261,6 +261,19 @@ pub struct Config {
     pub revocation_poll_millis: u64,
     /// Entries in the in-process cache of verified token claims; 0 disables it (TOKEN_CACHE_SIZE).
     pub token_cache_size: usize,
+    /// Seals private keys stored in the database (MASTER_KEY, _FILE or AWS); `None` stores them
+    /// unsealed in the private database.
+    pub master_key: Option<Secret>,
+    /// Seconds between a rotation publishing a key and that key signing (KEY_PUBLISH_DELAY).
+    pub key_publish_delay_secs: i64,
+    /// Automatic rotation period in seconds (KEY_ROTATION_INTERVAL); `None` = off.
+    pub key_rotation_interval_secs: Option<i64>,
+    /// How often every instance re-reads the key table (KEY_RELOAD_SECONDS).
+    pub key_reload_secs: u64,
+    /// Earlier SECRET_KEY values that still verify (PREVIOUS_SECRET_KEYS).
+    pub previous_secret_keys: Vec<Secret>,
+    /// Earlier REFRESH_SECRET_KEY values that still verify (PREVIOUS_REFRESH_SECRET_KEYS).
+    pub previous_refresh_secret_keys: Vec<Secret>,
     /// Access-token algorithm (ALGORITHM).
     pub algorithm: Algorithm,
     /// HMAC secret for access tokens (SECRET_KEY or SECRET_KEY_FILE); `None` = managed keys.
@@ -370,8 +383,11 @@ impl Reader<'_> {
             .map_err(|e: tessera_core::limits::LimitParseError| invalid(var, e.to_string()))
     }
 
-    /// A secret from `VAR`, else from the file named by `VAR_FILE`.
+    /// A secret from `VAR`, else from the file named by `VAR_FILE`, else from AWS Secrets Manager
+    /// when `VAR_AWS_SECRET_ID` is set ([`crate::secrets`]). At most one source may be set.
     fn secret(&self, var: &'static str, file_var: &'static str) -> Result<Option<Secret>, ConfigError> {
+        let aws = crate::secrets::aws_secret_id(self.vars, var, &[var, file_var])?;
+        let mut source = var;
         let secret = match (self.get(var), self.get(file_var)) {
             (Some(_), Some(_)) => return Err(invalid(var, format!("set either {var} or {file_var}, not both"))),
             (Some(value), None) => Secret::new(value.as_bytes().to_vec()),
@@ -382,11 +398,17 @@ impl Reader<'_> {
                 let text = String::from_utf8(bytes).map_err(|_| invalid(file_var, "secret file must be UTF-8 text"))?;
                 Secret::new(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
             }
-            (None, None) => return Ok(None),
+            (None, None) => match aws {
+                Some(aws) => {
+                    source = aws.var;
+                    aws.fetch(self.vars)?
+                }
+                None => return Ok(None),
+            },
         };
         if secret.expose().len() < MIN_SECRET_BYTES {
             return Err(invalid(
-                var,
+                source,
                 format!(
                     "must be at least {MIN_SECRET_BYTES} bytes (got {}); generate one with `openssl rand -hex 32`",
                     secret.expose().len()
@@ -559,6 +581,23 @@ impl Config {
                 "must be at least 8 KiB per lane of PASSWORD_HASH_PARALLELISM",
             ));
         }
+        let key_reload_secs: u64 = r.parse_int("KEY_RELOAD_SECONDS", 5, 1, 300)?;
+        let key_publish_delay_secs: i64 = r.parse_int("KEY_PUBLISH_DELAY", 3_600, 0, 30 * 86_400)?;
+        if key_publish_delay_secs > 0 && key_publish_delay_secs < key_reload_secs as i64 * 2 {
+            return Err(invalid(
+                "KEY_PUBLISH_DELAY",
+                format!(
+                    "must be 0 or at least twice KEY_RELOAD_SECONDS ({key_reload_secs} s), so every instance knows a key before it signs"
+                ),
+            ));
+        }
+        // Off by default for HMAC (operators rotate their own secrets), monthly for key pairs.
+        let key_rotation_interval_secs = match r.get("KEY_ROTATION_INTERVAL").map(str::to_ascii_lowercase).as_deref() {
+            Some("off" | "0" | "never") => None,
+            None if algorithm.is_symmetric() => None,
+            None => Some(30 * 86_400),
+            Some(_) => Some(r.parse_int("KEY_ROTATION_INTERVAL", 0, 60, 3_650 * 86_400)?),
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Half the cores by default: a login flood must leave CPU for token-verified requests (B8).
         let default_workers = cores.div_ceil(2).max(1);
@@ -584,6 +623,12 @@ impl Config {
             trusted_proxies,
             revocation_poll_millis: r.parse_int("REVOCATION_POLL_MILLIS", 500, 50, 60_000)?,
             token_cache_size: r.parse_int("TOKEN_CACHE_SIZE", 10_000, 0, 10_000_000)?,
+            master_key: r.secret("MASTER_KEY", "MASTER_KEY_FILE")?,
+            key_publish_delay_secs,
+            key_rotation_interval_secs,
+            key_reload_secs,
+            previous_secret_keys: parse_secret_list(&r, "PREVIOUS_SECRET_KEYS")?,
+            previous_refresh_secret_keys: parse_secret_list(&r, "PREVIOUS_REFRESH_SECRET_KEYS")?,
             log_level,
             log_format,
             token_delivery,
@@ -646,6 +691,28 @@ impl Config {
             ("RATE_LIMIT_LOGIN_ACCOUNT", self.rate_limit_login_account.to_string()),
             ("REVOCATION_POLL_MILLIS", self.revocation_poll_millis.to_string()),
             ("TOKEN_CACHE_SIZE", self.token_cache_size.to_string()),
+            (
+                "MASTER_KEY",
+                self.master_key.as_ref().map_or_else(
+                    || "(unset: stored private keys are not sealed)".to_owned(),
+                    |s| format!("[redacted, {} bytes]", s.expose().len()),
+                ),
+            ),
+            ("KEY_PUBLISH_DELAY", self.key_publish_delay_secs.to_string()),
+            (
+                "KEY_ROTATION_INTERVAL",
+                self.key_rotation_interval_secs
+                    .map_or_else(|| "off".to_owned(), |s| s.to_string()),
+            ),
+            ("KEY_RELOAD_SECONDS", self.key_reload_secs.to_string()),
+            (
+                "PREVIOUS_SECRET_KEYS",
+                format!("[{} redacted]", self.previous_secret_keys.len()),
+            ),
+            (
+                "PREVIOUS_REFRESH_SECRET_KEYS",
+                format!("[{} redacted]", self.previous_refresh_secret_keys.len()),
+            ),
             ("ALGORITHM", self.algorithm.to_string()),
             (
                 "SECRET_KEY",
@@ -686,6 +753,34 @@ impl Config {
             ("REQUEST_TIMEOUT_SECONDS", self.request_timeout_secs.to_string()),
         ]
     }
+}
+
+/// A list of previous secrets: a JSON list of strings or a comma-separated list, each at least
+/// 32 bytes.
+fn parse_secret_list(r: &Reader<'_>, var: &'static str) -> Result<Vec<Secret>, ConfigError> {
+    let Some(raw) = r.get(var) else { return Ok(Vec::new()) };
+    let items: Vec<String> = if raw.starts_with('[') {
+        serde_json::from_str(raw)
+            .map_err(|_| invalid(var, "must be a JSON list of strings or a comma-separated list"))?
+    } else {
+        raw.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            if item.len() < MIN_SECRET_BYTES {
+                Err(invalid(
+                    var,
+                    format!("every entry must be at least {MIN_SECRET_BYTES} bytes"),
+                ))
+            } else {
+                Ok(Secret::new(item.into_bytes()))
+            }
+        })
+        .collect()
 }
 
 fn parse_database_url(url: &str) -> Result<Database, ConfigError> {

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: environment and `.env` into a checked [`config::Config`] (S11).
+//! - [`secrets`]: secrets from AWS Secrets Manager (`<NAME>_AWS_SECRET_ID`, feature `aws`) (S3).
 //! - [`state`]: [`state::AppState`], shared by handlers, and token issuing/verifying.
 //! - [`keys`]: configured secrets or the managed key ring, loaded at start (S3, B1).
 //! - [`auth`]: the [`auth::AuthUser`] extractor: Bearer or cookie, denylist, CSRF (S1, S2, B3).
@@ -33,6 +34,7 @@ pub mod keys;
 pub mod metrics;
 pub mod rate_limit;
 pub mod revocation;
+pub mod secrets;
 pub mod state;
 pub mod telemetry;
 pub mod token_cache;
@@ -109,11 +111,16 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
     })
 }
 
+/// Opens the key store of a database (for `tessera keys ...`; runs migrations like `serve`).
+pub async fn open_key_store(database: &Database) -> anyhow::Result<Arc<dyn KeyStore>> {
+    Ok(open_stores(database).await?.keys)
+}
+
 /// Opens the stores, loads the keys, connects Redis (if configured), starts the hashing pool
 /// and the background tasks, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let stores = open_stores(&config.database).await?;
-    let keys = keys::load(&config, stores.keys.as_ref()).await?;
+    let keys = keys::load(&config, stores.keys.clone()).await?;
 
     let redis = match &config.redis_url {
         Some(url) => {
@@ -169,6 +176,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         metrics: Metrics::new().context("could not register metrics")?,
         config,
     }));
+    keys::spawn_reload(state.clone());
     Ok(App {
         router: http::router(state.clone()),
         state,

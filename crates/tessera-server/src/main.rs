@@ -4,11 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera_server::cli::{Cli, Command, ConfigAction, config_check, load_config};
+use tessera_server::cli::{Cli, Command, ConfigAction, config_check, keys_command, load_config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keys { action } => keys_command(action),
         Command::Config {
             action: ConfigAction::Check,
         } => config_check(),

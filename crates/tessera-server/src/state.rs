@@ -3,16 +3,15 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rand::RngCore;
 use rand::rngs::OsRng;
-use tessera_core::csrf::CsrfKey;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
-use tessera_core::keys::{KeyRing, SignError};
+use tessera_core::keys::SignError;
 use tessera_core::password::PasswordPolicy;
 use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
+use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
@@ -33,19 +32,6 @@ pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     tessera_core::b64::encode(&bytes)
-}
-
-/// The key rings and the CSRF key. The rings sit behind `ArcSwap` so that a rotation replaces a
-/// whole ring at once while requests keep verifying against the one they loaded.
-pub struct Keys {
-    /// Signs and verifies access tokens.
-    pub access: ArcSwap<KeyRing>,
-    /// Signs and verifies refresh tokens.
-    pub refresh: ArcSwap<KeyRing>,
-    /// Derives CSRF tokens.
-    pub csrf: CsrfKey,
-    /// Where the keys came from, for the startup line.
-    pub source: &'static str,
 }
 
 /// Everything a handler needs.

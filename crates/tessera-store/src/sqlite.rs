@@ -14,8 +14,8 @@ use sqlx::{FromRow, SqlitePool};
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    KeyPurpose, KeyStore, NewSession, NewUser, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey,
-    User, UserStore,
+    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, Rotation, RotationOutcome, Session, SessionStore,
+    StoreError, StoredKey, User, UserStore,
 };
 
 use crate::store_error;
@@ -406,6 +406,8 @@ struct KeyRow {
     state: String,
     created_at: i64,
     deactivated_at: Option<i64>,
+    activates_at: Option<i64>,
+    retired_at: Option<i64>,
     private_key: Vec<u8>,
 }
 
@@ -420,6 +422,8 @@ impl TryFrom<KeyRow> for StoredKey {
             state: KeyState::from_name(&row.state).ok_or_else(|| corrupt("state"))?,
             created_at: row.created_at,
             deactivated_at: row.deactivated_at,
+            activates_at: row.activates_at.unwrap_or(row.created_at),
+            retired_at: row.retired_at,
             private_key: row.private_key,
             kid: row.kid,
         })
@@ -430,8 +434,8 @@ impl TryFrom<KeyRow> for StoredKey {
 impl KeyStore for SqliteStore {
     async fn list(&self, purpose: KeyPurpose) -> Result<Vec<StoredKey>, StoreError> {
         sqlx::query_as::<_, KeyRow>(
-            "SELECT kid, purpose, alg, state, created_at, deactivated_at, private_key FROM signing_keys \
-             WHERE purpose = ? ORDER BY created_at, kid",
+            "SELECT kid, purpose, alg, state, created_at, deactivated_at, activates_at, retired_at, private_key \
+             FROM signing_keys WHERE purpose = ? ORDER BY created_at, kid",
         )
         .bind(purpose.as_str())
         .fetch_all(&self.pool)
@@ -442,34 +446,64 @@ impl KeyStore for SqliteStore {
         .collect()
     }
 
-    async fn insert_initial(&self, purpose: KeyPurpose, keys: Vec<StoredKey>) -> Result<Vec<StoredKey>, StoreError> {
-        // BEGIN IMMEDIATE takes the write lock first, so two processes starting on an empty
-        // file cannot both see "no keys" and both insert.
+    async fn insert(&self, key: StoredKey, condition: InsertCondition) -> Result<bool, StoreError> {
+        // BEGIN IMMEDIATE takes the write lock first, so two processes cannot both pass the check.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE purpose = ?")
-            .bind(purpose.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        if existing == 0 {
-            for key in &keys {
-                sqlx::query(
-                    "INSERT INTO signing_keys (kid, purpose, alg, state, created_at, deactivated_at, private_key) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&key.kid)
-                .bind(purpose.as_str())
-                .bind(key.alg.as_str())
-                .bind(key.state.as_str())
-                .bind(key.created_at)
-                .bind(key.deactivated_at)
-                .bind(&key.private_key)
-                .execute(&mut *tx)
+        let blocking: i64 = match condition {
+            InsertCondition::Always => 0,
+            InsertCondition::IfNone => sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE purpose = ?")
+                .bind(key.purpose.as_str())
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(store_error)?;
+                .map_err(store_error)?,
+            InsertCondition::IfNoneCreatedAfter(cutoff) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE purpose = ? AND created_at > ?")
+                    .bind(key.purpose.as_str())
+                    .bind(cutoff)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(store_error)?
             }
+        };
+        if blocking > 0 {
+            return Ok(false);
         }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, purpose, alg, state, created_at, deactivated_at, activates_at, retired_at, \
+             private_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(key.purpose.as_str())
+        .bind(key.alg.as_str())
+        .bind(key.state.as_str())
+        .bind(key.created_at)
+        .bind(key.deactivated_at)
+        .bind(key.activates_at)
+        .bind(key.retired_at)
+        .bind(&key.private_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        KeyStore::list(self, purpose).await
+        Ok(true)
+    }
+
+    async fn retire(&self, kid: &str, at: i64) -> Result<bool, StoreError> {
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE kid = ?")
+            .bind(at)
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected() == 1)
+            .map_err(store_error)
+    }
+
+    async fn delete(&self, kid: &str) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected() == 1)
+            .map_err(store_error)
     }
 }

@@ -8,6 +8,7 @@
 mod account;
 mod agent;
 mod health;
+mod jwks;
 mod metrics;
 mod profile;
 mod sessions;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent::router(&state))
         .merge(health::router())
         .merge(metrics::router())
+        .merge(jwks::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

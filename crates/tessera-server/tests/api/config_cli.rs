@@ -120,3 +120,21 @@ fn a_valid_configuration_prints_the_effective_values_with_secrets_redacted() {
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("SECRET_KEY=(unset")), "{stdout}");
 }
+
+#[cfg(not(feature = "aws"))]
+#[test]
+fn aws_secret_id_without_the_aws_feature_exits_2_naming_the_variable() {
+    let long = "k".repeat(40);
+    let output = config_check(
+        &[
+            ("SECRET_KEY_AWS_SECRET_ID", "prod/tessera/secret-key"),
+            ("REFRESH_SECRET_KEY", &long),
+        ],
+        None,
+    );
+    assert_config_error(&output, "SECRET_KEY_AWS_SECRET_ID");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: SECRET_KEY_AWS_SECRET_ID: this build has no AWS support; rebuild with --features aws"
+    );
+}

@@ -5,16 +5,21 @@
 mod helpers;
 
 mod agent;
+mod aws;
 mod config_cli;
 mod cookies;
 mod csrf;
+mod faults;
 mod load;
 mod login;
 mod logout;
+mod metrics;
 mod profile;
 mod refresh;
 mod register;
 mod restart;
 mod routing;
+mod scale_out;
+mod services;
 mod sessions;
 mod unauthorized;

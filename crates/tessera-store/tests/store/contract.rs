@@ -234,37 +234,84 @@ pub async fn concurrent_rotation_contract(users: Arc<dyn UserStore>, sessions: A
     assert_eq!(session.previous_jti.as_deref(), Some("t0"));
 }
 
-fn stored_key(kid: &str, purpose: KeyPurpose) -> StoredKey {
+fn stored_key(kid: &str, purpose: KeyPurpose, created_at: i64) -> StoredKey {
     StoredKey {
         kid: kid.into(),
         purpose,
         alg: Algorithm::HS256,
         state: KeyState::Signing,
-        created_at: 1,
+        created_at,
         deactivated_at: None,
+        activates_at: created_at + 10,
+        retired_at: None,
         private_key: vec![7; 32],
     }
 }
 
 pub async fn key_store_contract(keys: &dyn KeyStore) {
+    use tessera_core::store::InsertCondition::{Always, IfNone, IfNoneCreatedAfter};
     assert!(keys.list(KeyPurpose::Access).await.unwrap().is_empty());
-    let first = keys
-        .insert_initial(KeyPurpose::Access, vec![stored_key("a1", KeyPurpose::Access)])
-        .await
-        .unwrap();
+    assert!(
+        keys.insert(stored_key("a1", KeyPurpose::Access, 1), IfNone)
+            .await
+            .unwrap()
+    );
+    let first = keys.list(KeyPurpose::Access).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].private_key, vec![7; 32]);
-    // A second initial insert (another instance starting at the same time) changes nothing.
-    let second = keys
-        .insert_initial(KeyPurpose::Access, vec![stored_key("a2", KeyPurpose::Access)])
-        .await
-        .unwrap();
-    assert_eq!(second.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), vec!["a1"]);
+    assert_eq!(
+        (first[0].private_key.clone(), first[0].activates_at, first[0].retired_at),
+        (vec![7; 32], 11, None)
+    );
+    // A second first-start insert (another instance starting at the same time) changes nothing.
+    assert!(
+        !keys
+            .insert(stored_key("a2", KeyPurpose::Access, 2), IfNone)
+            .await
+            .unwrap()
+    );
     // Purposes are separate.
-    let refresh = keys
-        .insert_initial(KeyPurpose::Refresh, vec![stored_key("r1", KeyPurpose::Refresh)])
+    assert!(
+        keys.insert(stored_key("r1", KeyPurpose::Refresh, 1), IfNone)
+            .await
+            .unwrap()
+    );
+    // Scheduled rotation: only if nothing newer than the cutoff exists.
+    assert!(
+        !keys
+            .insert(stored_key("a3", KeyPurpose::Access, 100), IfNoneCreatedAfter(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        keys.insert(stored_key("a3", KeyPurpose::Access, 100), IfNoneCreatedAfter(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        keys.insert(stored_key("a4", KeyPurpose::Access, 200), Always)
+            .await
+            .unwrap()
+    );
+    let kids: Vec<String> = keys
+        .list(KeyPurpose::Access)
         .await
-        .unwrap();
-    assert_eq!(refresh[0].purpose, KeyPurpose::Refresh);
-    assert_eq!(keys.list(KeyPurpose::Access).await.unwrap().len(), 1);
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, vec!["a1", "a3", "a4"]);
+    // A duplicate kid is refused, not overwritten.
+    assert!(
+        keys.insert(stored_key("a4", KeyPurpose::Access, 300), Always)
+            .await
+            .is_err()
+    );
+    // Retire and delete.
+    assert!(keys.retire("a1", 500).await.unwrap());
+    assert_eq!(keys.list(KeyPurpose::Access).await.unwrap()[0].retired_at, Some(500));
+    assert!(!keys.retire("nope", 500).await.unwrap());
+    assert!(keys.delete("a1").await.unwrap());
+    assert!(!keys.delete("a1").await.unwrap());
+    assert_eq!(keys.list(KeyPurpose::Access).await.unwrap().len(), 2);
+    assert_eq!(keys.list(KeyPurpose::Refresh).await.unwrap().len(), 1);
 }

@@ -13,7 +13,7 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
-use tessera_core::store::{KeyPurpose, KeyStore, NewUser, StoreError, StoredKey, UserStore};
+use tessera_core::store::{InsertCondition, KeyPurpose, KeyStore, NewUser, StoreError, StoredKey, UserStore};
 use tessera_store::postgres::PgStore;
 
 use crate::contract;
@@ -166,6 +166,8 @@ fn instance_keys(instance: &str, purpose: KeyPurpose) -> Vec<StoredKey> {
             },
             created_at: n,
             deactivated_at: None,
+            activates_at: n,
+            retired_at: None,
             private_key: vec![n as u8; 32],
         })
         .collect()
@@ -185,10 +187,10 @@ async fn postgres_instances_starting_together_agree_on_one_key_set() {
             let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                let keys = store
-                    .insert_initial(purpose, instance_keys(name, purpose))
-                    .await
-                    .unwrap();
+                let first = instance_keys(name, purpose).remove(0);
+                let inserted = store.insert(first, InsertCondition::IfNone).await.unwrap();
+                let keys = store.list(purpose).await.unwrap();
+                assert!(!inserted || keys.len() == 1);
                 (purpose, keys)
             }));
         }
@@ -209,6 +211,7 @@ async fn postgres_instances_starting_together_agree_on_one_key_set() {
             seen[0]
                 == instance_keys(name, purpose)
                     .iter()
+                    .take(1)
                     .map(|k| k.kid.clone())
                     .collect::<Vec<_>>()
         });
@@ -218,7 +221,7 @@ async fn postgres_instances_starting_together_agree_on_one_key_set() {
             seen[0]
         );
         for store in &instances {
-            assert_eq!(store.list(purpose).await.unwrap().len(), 2, "{purpose:?}");
+            assert_eq!(store.list(purpose).await.unwrap().len(), 1, "{purpose:?}");
         }
     }
 }
