@@ -177,7 +177,14 @@ mod aws {
         if let Some(credentials) = settings.credentials {
             loader = loader.credentials_provider(credentials);
         }
-        let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(ConfigError {
+                var: secret.var,
+                rule: "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)".to_owned(),
+            });
+        }
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
         let mut output = client
             .get_secret_value()
             .secret_id(&secret.id)
@@ -185,7 +192,7 @@ mod aws {
             .await
             .map_err(|error| ConfigError {
                 var: secret.var,
-                rule: describe(&secret.id, &error),
+                rule: describe(&secret.id, &error).replace(['\r', '\n'], " "),
             })?;
         // Moved out, not copied: the only other copy is the SDK's response buffer.
         if let Some(mut text) = output.secret_string.take() {
@@ -207,12 +214,21 @@ mod aws {
     fn describe(id: &str, error: &SdkError<GetSecretValueError>) -> String {
         match error {
             SdkError::DispatchFailure(failure) => {
-                let reason = match failure.as_connector_error() {
-                    _ if failure.is_timeout() => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
-                    Some(connector) => innermost(connector),
-                    None => "the request could not be sent".to_owned(),
-                };
-                format!("AWS Secrets Manager unreachable: {reason}")
+                let reason = failure.as_connector_error().map(|c| innermost(c)).unwrap_or_default();
+                if failure.is_timeout() {
+                    format!(
+                        "AWS Secrets Manager unreachable: no connection within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    )
+                } else if failure.is_io() {
+                    format!("AWS Secrets Manager unreachable: {reason}")
+                } else if reason.contains("credentials") {
+                    // The SDK's chain lists every provider it tried, over several lines.
+                    "no AWS credentials found (environment, profile, web identity, container or instance role)"
+                        .to_owned()
+                } else {
+                    format!("AWS Secrets Manager call failed: {reason}")
+                }
             }
             SdkError::TimeoutError(_) => format!(
                 "AWS Secrets Manager unreachable: no answer within {} s",
@@ -244,13 +260,14 @@ mod aws {
         }
     }
 
-    /// The deepest cause's message, e.g. "Connection refused (os error 111)".
+    /// The deepest cause's message, first line only, e.g. "Connection refused (os error 111)".
     fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
         let mut current = error;
         while let Some(source) = current.source() {
             current = source;
         }
-        current.to_string()
+        let text = current.to_string();
+        text.lines().next().unwrap_or_default().trim().to_owned()
     }
 }
 

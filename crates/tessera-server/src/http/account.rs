@@ -211,37 +211,38 @@ async fn login_attempt(
         )]));
     }
 
-    // Per client IP (S7), then per account whatever the IP (B7), both before any hashing work.
-    // The X-RateLimit-* headers describe whichever of the two leaves fewer attempts: that is
-    // the one the client runs into first.
-    let decision = match rate_limit::enforce(state, "login", &ip, &state.config.rate_limit_login, &ip).await {
-        Ok(per_ip) => rate_limit::enforce(
-            state,
-            "login_account",
-            &login.to_lowercase(),
-            &state.config.rate_limit_login_account,
-            &ip,
-        )
+    // Per client IP (S7) first, before any database work. Then per account whatever the IP
+    // (B7), keyed by the account id when the login names one, so its email and its username
+    // share one bucket; unknown logins are keyed by the text. Both before any hashing work.
+    // The X-RateLimit-* headers describe whichever leaves fewer attempts: the one the client
+    // runs into first.
+    let refused = |error: AppError| {
+        tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "rate_limited", "login refused by the rate limit");
+        error
+    };
+    let per_ip = rate_limit::enforce(state, "login", &ip, &state.config.rate_limit_login, &ip)
         .await
-        .map(|per_account| {
-            if per_account.remaining < per_ip.remaining {
-                per_account
-            } else {
-                per_ip
-            }
-        }),
-        Err(error) => Err(error),
-    };
-    let decision = match decision {
-        Ok(decision) => decision,
-        Err(error) => {
-            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "rate_limited", "login refused by the rate limit");
-            return Err(error);
-        }
-    };
-
+        .map_err(refused)?;
     let started = std::time::Instant::now();
     let user = state.users.find_by_login(&login).await?;
+    let account_key = match &user {
+        Some(user) => format!("id:{}", user.id),
+        None => format!("login:{}", login.to_lowercase()),
+    };
+    let per_account = rate_limit::enforce(
+        state,
+        "login_account",
+        &account_key,
+        &state.config.rate_limit_login_account,
+        &ip,
+    )
+    .await
+    .map_err(refused)?;
+    let decision = if per_account.remaining < per_ip.remaining {
+        per_account
+    } else {
+        per_ip
+    };
     // Unknown user or not, the same hashing work happens (dummy hash), so the answer and its
     // timing do not tell whether the account exists (B6).
     let stored = user.as_ref().map(|u| u.password_hash.clone());

@@ -22,10 +22,23 @@ async fn healthz() -> Json<Value> {
 /// The process can serve: the database answers. Without Redis it still serves, on local
 /// state, and says so: `"status": "degraded"` (B9).
 async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    state.users.ping().await.map_err(|e| AppError::Unavailable {
-        retry_after: 5,
-        reason: format!("database not ready: {e}"),
-    })?;
+    // A probe must get its answer quickly, whatever the pool's acquire timeout.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.users.ping()).await;
+    match ping {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(AppError::Unavailable {
+                retry_after: 5,
+                reason: format!("database not ready: {e}"),
+            });
+        }
+        Err(_) => {
+            return Err(AppError::Unavailable {
+                retry_after: 5,
+                reason: "database ping timed out".into(),
+            });
+        }
+    }
     let redis = match &state.redis {
         None => "disabled",
         Some(health) if health.is_up() => "up",

@@ -138,3 +138,80 @@ fn aws_secret_id_without_the_aws_feature_exits_2_naming_the_variable() {
         "error: SECRET_KEY_AWS_SECRET_ID: this build has no AWS support; rebuild with --features aws"
     );
 }
+
+/// Secret sources and key settings (S3, S4): each error path exits 2 naming its variable, and
+/// never echoes the secret.
+#[test]
+fn secret_sources_and_key_settings_exit_2_naming_the_variable() {
+    let long = "k".repeat(40);
+    let refresh = "r".repeat(40);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-secret");
+    let missing = missing.to_str().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{long}\n")).unwrap();
+    let secret_file = secret_file.to_str().unwrap();
+    let short_master = "short-master-key";
+    let short_previous = "short-previous-secret";
+    let previous = format!("{},{short_previous}", "p".repeat(40));
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        // Shorter than 32 bytes (the 16-byte case above is HS256's minimum too; this is 31).
+        (
+            &[("SECRET_KEY", &long[..31]), ("REFRESH_SECRET_KEY", &refresh)],
+            "SECRET_KEY",
+        ),
+        // A secret file that does not exist.
+        (
+            &[("SECRET_KEY_FILE", missing), ("REFRESH_SECRET_KEY", &refresh)],
+            "SECRET_KEY_FILE",
+        ),
+        // Two sources for one secret.
+        (
+            &[
+                ("SECRET_KEY", &long),
+                ("SECRET_KEY_FILE", secret_file),
+                ("REFRESH_SECRET_KEY", &refresh),
+            ],
+            "SECRET_KEY",
+        ),
+        (&[("MASTER_KEY", short_master)], "MASTER_KEY"),
+        (
+            &[
+                ("SECRET_KEY", &long),
+                ("REFRESH_SECRET_KEY", &refresh),
+                ("PREVIOUS_SECRET_KEYS", &previous),
+            ],
+            "PREVIOUS_SECRET_KEYS",
+        ),
+        // A key must reach every instance (one reload) before it signs: at least two reloads.
+        (
+            &[("KEY_RELOAD_SECONDS", "5"), ("KEY_PUBLISH_DELAY", "9")],
+            "KEY_PUBLISH_DELAY",
+        ),
+    ];
+    for (vars, var) in cases {
+        let output = config_check(vars, None);
+        assert_config_error(&output, var);
+        assert!(output.stdout.is_empty(), "{var}: nothing on stdout");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for secret in [long.as_str(), &long[..31], &refresh, short_master, short_previous] {
+            assert!(!stderr.contains(secret), "{var}: a secret was printed: {stderr}");
+        }
+    }
+    // The boundaries are accepted: a 32-byte secret read from a file, KEY_PUBLISH_DELAY of
+    // exactly twice KEY_RELOAD_SECONDS, and 0 (sign at once, for a compromised key).
+    for vars in [
+        &[("SECRET_KEY_FILE", secret_file), ("REFRESH_SECRET_KEY", &refresh)][..],
+        &[("SECRET_KEY", &long[..32]), ("REFRESH_SECRET_KEY", &refresh)][..],
+        &[("KEY_RELOAD_SECONDS", "5"), ("KEY_PUBLISH_DELAY", "10")][..],
+        &[("KEY_PUBLISH_DELAY", "0")][..],
+    ] {
+        let output = config_check(vars, None);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{vars:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -103,7 +103,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     start(dir, config).await
 }
 
-async fn start(dir: TempDir, config: Config) -> TestApp {
+/// Starts an app with exactly `config` on the data directory `dir` (see [`TestApp::stop`]: a
+/// restart with a changed configuration).
+pub async fn start(dir: TempDir, config: Config) -> TestApp {
     init_logs(&config);
     let app = tessera_server::build(config.clone()).await.expect("the app builds");
     let state = app.state.clone();
@@ -138,6 +140,13 @@ impl TestApp {
     /// Stops the server (graceful shutdown) and starts a new one on the same data directory
     /// with the same configuration: a process restart, as far as the data is concerned.
     pub async fn restart(self) -> TestApp {
+        let (dir, config) = self.stop().await;
+        start(dir, config).await
+    }
+
+    /// Stops the server (graceful shutdown) and hands back its data directory and
+    /// configuration, to start again with [`start`] (possibly with a changed configuration).
+    pub async fn stop(self) -> (TempDir, Config) {
         let TestApp {
             client,
             dir,
@@ -156,7 +165,7 @@ impl TestApp {
         stopped
             .expect("the server task ends cleanly")
             .expect("the server stops without error");
-        start(dir, config).await
+        (dir, config)
     }
 
     /// The absolute URL of `path`.

@@ -10,6 +10,7 @@ mod config_cli;
 mod cookies;
 mod csrf;
 mod faults;
+mod keys;
 mod load;
 mod login;
 mod logout;
