@@ -117,7 +117,7 @@ impl FromRequestParts<AppState> for AuthUser {
             },
         };
         let now = unix_now();
-        let claims = state.verify_access(&token, now).map_err(|e| {
+        let claims = state.verify_access(&token, now).await.map_err(|e| {
             let result = if e.is_expired() { "expired" } else { "invalid" };
             state.metrics.token_verifications.with_label_values(&[result]).inc();
             reject_token(&e, &token, &ip)

@@ -261,6 +261,8 @@ pub struct Config {
     pub revocation_poll_millis: u64,
     /// Entries in the in-process cache of verified token claims; 0 disables it (TOKEN_CACHE_SIZE).
     pub token_cache_size: usize,
+    /// Also share verified claims through Redis, for ES256/RS256 only (TOKEN_CACHE_REDIS).
+    pub token_cache_redis: bool,
     /// Seals private keys stored in the database (MASTER_KEY, _FILE or AWS); `None` stores them
     /// unsealed in the private database.
     pub master_key: Option<Secret>,
@@ -449,6 +451,12 @@ impl Config {
                 ));
             }
         };
+        if redis_url.is_none() && r.parse_bool("TOKEN_CACHE_REDIS", false)? {
+            return Err(invalid(
+                "TOKEN_CACHE_REDIS",
+                "needs REDIS_URL (the shared layer lives in Redis)",
+            ));
+        }
         let redis_prefix = r.get("REDIS_KEY_PREFIX").unwrap_or("tessera:").to_owned();
         let trusted_proxies = match r.get("TRUSTED_PROXIES") {
             None => Vec::new(),
@@ -623,6 +631,7 @@ impl Config {
             trusted_proxies,
             revocation_poll_millis: r.parse_int("REVOCATION_POLL_MILLIS", 500, 50, 60_000)?,
             token_cache_size: r.parse_int("TOKEN_CACHE_SIZE", 10_000, 0, 10_000_000)?,
+            token_cache_redis: r.parse_bool("TOKEN_CACHE_REDIS", false)?,
             master_key: r.secret("MASTER_KEY", "MASTER_KEY_FILE")?,
             key_publish_delay_secs,
             key_rotation_interval_secs,
@@ -691,6 +700,7 @@ impl Config {
             ("RATE_LIMIT_LOGIN_ACCOUNT", self.rate_limit_login_account.to_string()),
             ("REVOCATION_POLL_MILLIS", self.revocation_poll_millis.to_string()),
             ("TOKEN_CACHE_SIZE", self.token_cache_size.to_string()),
+            ("TOKEN_CACHE_REDIS", self.token_cache_redis.to_string()),
             (
                 "MASTER_KEY",
                 self.master_key.as_ref().map_or_else(

@@ -40,6 +40,8 @@ pub struct Keys {
     pub csrf: CsrfKey,
     /// Where the keys came from, for the startup line.
     pub source: &'static str,
+    /// Authenticates entries of the shared token cache (never leaves the process).
+    pub cache_mac_key: zeroize::Zeroizing<Vec<u8>>,
     /// The managed key ring's store, when keys are managed (reloads and rotation).
     managed: Option<Managed>,
 }
@@ -255,8 +257,9 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>) -> anyhow::Result<K
             ring_from_stored(&stored, master.as_ref(), now)?
         }
     };
-    let csrf = match &config.secret_key {
-        Some(secret) => CsrfKey::new(&derive(secret.expose(), b"tessera csrf key v1")?)?,
+    // The CSRF key and the token-cache MAC key come from one root secret, separated by label.
+    let root = match &config.secret_key {
+        Some(secret) => zeroize::Zeroizing::new(secret.expose().to_vec()),
         None => {
             let stored = ensure_keys(
                 store.as_ref(),
@@ -268,9 +271,14 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>) -> anyhow::Result<K
             )
             .await?;
             let first = stored.first().context("no csrf key stored")?;
-            CsrfKey::new(&open_private(first, master.as_ref())?)?
+            open_private(first, master.as_ref())?
         }
     };
+    let csrf = match &config.secret_key {
+        Some(_) => CsrfKey::new(&derive(&root, b"tessera csrf key v1")?)?,
+        None => CsrfKey::new(&root)?,
+    };
+    let cache_mac_key = zeroize::Zeroizing::new(derive(&root, b"tessera token cache v1")?);
     if !generated.is_empty() {
         tracing::info!(
             event = "keys_generated",
@@ -297,6 +305,7 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>) -> anyhow::Result<K
         refresh: ArcSwap::from_pointee(refresh),
         csrf,
         source,
+        cache_mac_key,
         managed,
     })
 }

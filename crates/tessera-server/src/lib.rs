@@ -65,7 +65,7 @@ use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
 use crate::state::{AppState, Inner};
-use crate::token_cache::TokenCache;
+use crate::token_cache::{RedisTokenCache, TokenCache};
 
 /// A built application: the router and its state, ready to serve.
 pub struct App {
@@ -153,6 +153,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     });
     let limits = RateLimits::new(Arc::new(MemoryRateLimiter::new()), shared_limiter);
 
+    let shared_token_cache = match (&redis, config.token_cache_redis) {
+        (Some(health), true) => RedisTokenCache::new(Arc::clone(health), &config.redis_prefix, &keys.cache_mac_key),
+        _ => None,
+    };
+
     let mut dummy_salt = [0u8; 16];
     OsRng.fill_bytes(&mut dummy_salt);
     let hasher = PasswordHasher::new(config.password_params, &dummy_salt)?;
@@ -173,6 +178,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         policy: PasswordPolicy::default(),
         validation,
         token_cache: TokenCache::new(config.token_cache_size),
+        shared_token_cache,
         metrics: Metrics::new().context("could not register metrics")?,
         config,
     }));

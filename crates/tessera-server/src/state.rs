@@ -15,7 +15,7 @@ use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
-use crate::token_cache::TokenCache;
+use crate::token_cache::{RedisTokenCache, TokenCache};
 
 use crate::config::Config;
 use crate::hashing::HashPool;
@@ -60,6 +60,8 @@ pub struct Inner {
     pub validation: Validation,
     /// Prometheus metrics of this instance.
     pub metrics: Metrics,
+    /// The optional shared layer of the token cache (TOKEN_CACHE_REDIS).
+    pub shared_token_cache: Option<RedisTokenCache>,
     /// Verified access-token claims (S8); `None` when TOKEN_CACHE_SIZE is 0.
     pub token_cache: Option<TokenCache>,
 }
@@ -132,7 +134,7 @@ impl AppState {
 
     /// Verifies an access token (signature, claims), through the token cache when it is on;
     /// the denylist is checked by the caller, hit or miss.
-    pub fn verify_access(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
+    pub async fn verify_access(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
         let leeway = self.validation.leeway_secs;
         if let Some(cache) = &self.token_cache
             && let Some(claims) = cache.get(token, now, leeway)
@@ -140,9 +142,30 @@ impl AppState {
             return Ok(claims);
         }
         let ring = self.keys.access.load();
+        // The shared layer only where a round trip beats verifying, and only for a token whose
+        // header is one this ring's verifying keys write (so a pruned key's tokens never hit).
+        let shared = self.shared_token_cache.as_ref().filter(|_| {
+            token
+                .split('.')
+                .next()
+                .and_then(|header| ring.known_header(header))
+                .is_some_and(|header| RedisTokenCache::is_worth_it(header.alg))
+        });
+        if let Some(shared) = shared
+            && let Some(claims) = shared.get(token, now, leeway).await
+        {
+            let claims = Arc::new(claims);
+            if let Some(cache) = &self.token_cache {
+                cache.insert(token, Arc::clone(&claims), now, leeway);
+            }
+            return Ok(claims);
+        }
         let claims = Arc::new(jwt::verify(&ring, token, TokenKind::Access, &self.validation, now)?);
         if let Some(cache) = &self.token_cache {
             cache.insert(token, Arc::clone(&claims), now, leeway);
+        }
+        if let Some(shared) = shared {
+            shared.put(token, &claims, now);
         }
         Ok(claims)
     }

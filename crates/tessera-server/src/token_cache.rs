@@ -172,3 +172,118 @@ mod tests {
         assert!(TokenCache::new(0).is_none());
     }
 }
+
+/// The optional shared layer (TOKEN_CACHE_REDIS=true), for parity with the seed: verified
+/// claims in Redis, so an instance that has not seen a token yet can skip verifying it.
+///
+/// Measured (docs/TOKEN_CACHE.md): a Redis round trip costs more than verifying HS256 or EdDSA
+/// and less than verifying ES256 or RS256, so the layer is consulted only for those two, and
+/// only after a miss in the in-process cache. It must not turn Redis into an authority on who
+/// is logged in, so every entry carries an HMAC under a server key that Redis never sees: an
+/// entry written by anyone else fails the check and is ignored. A hit is also refused when the
+/// token's key no longer verifies (rotation, prune), and entries expire with the token.
+pub struct RedisTokenCache {
+    health: Arc<crate::backends::RedisHealth>,
+    prefix: String,
+    mac: hmac::Hmac<sha2::Sha256>,
+}
+
+impl RedisTokenCache {
+    /// A shared cache whose entries are authenticated with `mac_key`.
+    pub fn new(health: Arc<crate::backends::RedisHealth>, prefix: &str, mac_key: &[u8]) -> Option<RedisTokenCache> {
+        use hmac::Mac;
+        let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(mac_key).ok()?;
+        Some(RedisTokenCache {
+            health,
+            prefix: format!("{prefix}tc:"),
+            mac,
+        })
+    }
+
+    fn key_and_digest(&self, token: &str) -> (String, [u8; 32]) {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let hex: String = digest[..20].iter().map(|b| format!("{b:02x}")).collect();
+        (format!("{}{hex}", self.prefix), digest)
+    }
+
+    fn tag(&self, digest: &[u8; 32], claims_json: &str) -> Vec<u8> {
+        use hmac::Mac;
+        self.mac
+            .clone()
+            .chain_update(digest)
+            .chain_update(claims_json.as_bytes())
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// Whether this layer is worth a round trip for tokens of `alg`.
+    pub fn is_worth_it(alg: tessera_core::Algorithm) -> bool {
+        matches!(alg, tessera_core::Algorithm::ES256 | tessera_core::Algorithm::RS256)
+    }
+
+    /// The authenticated claims stored for `token`, if any.
+    pub async fn get(&self, token: &str, now: i64, leeway: i64) -> Option<Claims> {
+        if !self.health.is_up() {
+            return None;
+        }
+        let (key, digest) = self.key_and_digest(token);
+        let mut connection = self.health.bus().manager();
+        let value = tokio::time::timeout(
+            std::time::Duration::from_millis(250),
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut connection),
+        )
+        .await
+        .ok()?
+        .ok()??;
+        let (tag, claims_json) = value.split_once('.')?;
+        let expected = tessera_core::b64::encode(&self.tag(&digest, claims_json));
+        // Constant-time comparison of the two tags.
+        let matches = tag.len() == expected.len()
+            && tag.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !matches {
+            tracing::warn!(
+                event = "token_cache_forgery",
+                "a shared token-cache entry failed authentication; ignored"
+            );
+            return None;
+        }
+        let claims: Claims = serde_json::from_str(claims_json).ok()?;
+        (now < claims.exp.saturating_add(leeway)).then_some(claims)
+    }
+
+    /// Stores verified claims until the token expires (best effort, in the background).
+    pub fn put(&self, token: &str, claims: &Claims, now: i64) {
+        if !self.health.is_up() {
+            return;
+        }
+        let ttl = claims.exp - now;
+        let Ok(claims_json) = serde_json::to_string(claims) else {
+            return;
+        };
+        if ttl <= 0 {
+            return;
+        }
+        let (key, digest) = self.key_and_digest(token);
+        let value = format!(
+            "{}.{claims_json}",
+            tessera_core::b64::encode(&self.tag(&digest, &claims_json))
+        );
+        let mut connection = self.health.bus().manager();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut connection),
+            )
+            .await;
+        });
+    }
+}

@@ -34,8 +34,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts moto, or `None` (skip) when TESSERA_MOTO_SERVER is unset outside CI.
-fn start_moto() -> Option<Moto> {
+/// Starts moto, or `None` (skip) when TESSERA_MOTO_SERVER is unset outside CI. `open_actions`:
+/// how many requests moto serves before it enforces IAM authentication (unknown keys are then
+/// refused); `None` never enforces it.
+fn start_moto(open_actions: Option<u32>) -> Option<Moto> {
     let Some(program) = std::env::var_os("TESSERA_MOTO_SERVER") else {
         if std::env::var("TESSERA_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("TESSERA_REQUIRE_SERVICES=1 but TESSERA_MOTO_SERVER is not set (e.g. .venv-ci/bin/moto_server)");
@@ -44,7 +46,11 @@ fn start_moto() -> Option<Moto> {
         return None;
     };
     let port = free_port();
-    let child = Command::new(&program)
+    let mut command = Command::new(&program);
+    if let Some(count) = open_actions {
+        command.env("INITIAL_NO_AUTH_ACTION_COUNT", count.to_string());
+    }
+    let child = command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -133,7 +139,7 @@ fn assert_one_line_error(output: &Output, var: &str, text: &str) -> String {
 
 #[test]
 fn aws_secrets_are_fetched_and_used_but_never_printed() {
-    let Some(moto) = start_moto() else { return };
+    let Some(moto) = start_moto(None) else { return };
     let access = "aws-access-secret-0123456789abcdefghijklmnop";
     let refresh: &[u8] = b"aws-refresh-secret-binary-0123456789abcdef";
     create_secrets(
@@ -172,7 +178,7 @@ fn aws_secrets_are_fetched_and_used_but_never_printed() {
 
 #[test]
 fn aws_secret_failures_exit_2_with_one_line_naming_the_variable() {
-    let Some(moto) = start_moto() else { return };
+    let Some(moto) = start_moto(None) else { return };
     let long = "l".repeat(40);
     create_secrets(&moto.endpoint, &[("prod/tessera/short", Value::Text("tiny-secret"))]);
 
@@ -221,4 +227,19 @@ fn aws_secret_failures_exit_2_with_one_line_naming_the_variable() {
         ("AWS_ENDPOINT_URL", &moto.endpoint),
     ]);
     assert_one_line_error(&output, "SECRET_KEY_AWS_SECRET_ID", "set only one of");
+}
+
+#[test]
+fn aws_access_denied_exits_2_with_one_line_naming_the_variable() {
+    // One request (creating the secret) goes through; then moto checks credentials, and the
+    // fake key is unknown to its IAM.
+    let Some(moto) = start_moto(Some(1)) else { return };
+    create_secrets(&moto.endpoint, &[("prod/tessera/guarded", Value::Text(&"g".repeat(40)))]);
+    let output = config_check(&[
+        ("SECRET_KEY_AWS_SECRET_ID", "prod/tessera/guarded"),
+        ("REFRESH_SECRET_KEY", &"l".repeat(40)),
+        ("AWS_ENDPOINT_URL", &moto.endpoint),
+    ]);
+    let stderr = assert_one_line_error(&output, "SECRET_KEY_AWS_SECRET_ID", "denied");
+    assert!(!stderr.contains("gggg"), "the secret was printed: {stderr}");
 }

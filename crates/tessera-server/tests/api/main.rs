@@ -23,4 +23,5 @@ mod routing;
 mod scale_out;
 mod services;
 mod sessions;
+mod token_cache;
 mod unauthorized;
