@@ -240,20 +240,30 @@ mod aws {
             }
             SdkError::ServiceError(context) => {
                 let service = context.err();
-                let code = service.code().unwrap_or("unknown error");
-                let message = service.message().unwrap_or_default();
+                let status = context.raw().status().as_u16();
+                let code = service.code().unwrap_or_default();
+                let what = format!("HTTP {status}{}{code}", if code.is_empty() { "" } else { " " });
+                // A 401/403 whose body is not understood (e.g. a proxy's) is a refusal too.
+                let denied = status == 401
+                    || status == 403
+                    || code.contains("AccessDenied")
+                    || [
+                        "UnrecognizedClientException",
+                        "InvalidSignatureException",
+                        "ExpiredTokenException",
+                    ]
+                    .contains(&code);
                 match service {
                     GetSecretValueError::ResourceNotFoundException(_) => {
                         format!("AWS secret {id:?} not found (check the name and AWS_REGION)")
                     }
-                    _ if code.contains("AccessDenied")
-                        || code == "UnrecognizedClientException"
-                        || code == "InvalidSignatureException"
-                        || code == "ExpiredTokenException" =>
-                    {
-                        format!("access to AWS secret {id:?} denied ({code}): check the credentials and IAM policy")
+                    _ if denied => {
+                        format!("access to AWS secret {id:?} denied ({what}): check the credentials and IAM policy")
                     }
-                    _ => format!("AWS Secrets Manager refused secret {id:?}: {code}: {message}"),
+                    _ => format!(
+                        "AWS Secrets Manager refused secret {id:?}: {what}: {}",
+                        service.message().unwrap_or_default()
+                    ),
                 }
             }
             _ => format!("AWS Secrets Manager call failed: {}", innermost(error)),

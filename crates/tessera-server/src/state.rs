@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
-use tessera_core::keys::SignError;
+use tessera_core::keys::{KeyRing, SignError};
 use tessera_core::password::PasswordPolicy;
 use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
 
@@ -155,19 +155,28 @@ impl AppState {
             && let Some(claims) = shared.get(token, now, leeway).await
         {
             let claims = Arc::new(claims);
-            if let Some(cache) = &self.token_cache {
-                cache.insert(token, Arc::clone(&claims), now, leeway);
-            }
+            self.cache_verified(&ring, token, &claims, now, leeway);
             return Ok(claims);
         }
         let claims = Arc::new(jwt::verify(&ring, token, TokenKind::Access, &self.validation, now)?);
-        if let Some(cache) = &self.token_cache {
-            cache.insert(token, Arc::clone(&claims), now, leeway);
-        }
+        self.cache_verified(&ring, token, &claims, now, leeway);
         if let Some(shared) = shared {
             shared.put(token, &claims, now);
         }
         Ok(claims)
+    }
+
+    /// Puts claims verified against `ring` in the token cache. A key reload swaps the ring and
+    /// then clears the cache; if it did so while this token was being verified (or fetched from
+    /// the shared layer), the entry just inserted may come from a key that is gone, and would
+    /// outlive it until the token expires: then the cache is cleared again.
+    fn cache_verified(&self, ring: &Arc<KeyRing>, token: &str, claims: &Arc<Claims>, now: i64, leeway: i64) {
+        if let Some(cache) = &self.token_cache {
+            cache.insert(token, Arc::clone(claims), now, leeway);
+            if !Arc::ptr_eq(ring, &self.keys.access.load()) {
+                cache.clear();
+            }
+        }
     }
 
     /// Verifies a refresh token.

@@ -124,55 +124,6 @@ impl TokenCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claims(exp: i64) -> Arc<Claims> {
-        Arc::new(Claims {
-            sub: "1".into(),
-            user_id: 1,
-            username: "u".into(),
-            sid: "s".into(),
-            jti: "j".into(),
-            iat: 0,
-            nbf: 0,
-            exp,
-            iss: "i".into(),
-            aud: "a".into(),
-        })
-    }
-
-    #[test]
-    fn entries_are_served_until_expiry_and_not_after() {
-        let cache = TokenCache::new(100).unwrap();
-        cache.insert("a.b.c", claims(100), 0, 10);
-        assert!(cache.get("a.b.c", 109, 10).is_some());
-        assert!(cache.get("a.b.c", 110, 10).is_none());
-        assert!(cache.get("a.b.c", 50, 10).is_none(), "expired entries are removed");
-    }
-
-    #[test]
-    fn lookups_are_by_the_exact_token() {
-        let cache = TokenCache::new(100).unwrap();
-        cache.insert("header.payload.signature", claims(100), 0, 0);
-        assert!(cache.get("header.payloaD.signature", 1, 0).is_none());
-        assert!(cache.get("header.payload.signaturE", 1, 0).is_none());
-    }
-
-    #[test]
-    fn capacity_is_bounded_and_clear_empties() {
-        let cache = TokenCache::new(32).unwrap();
-        for i in 0..1_000 {
-            cache.insert(&format!("token-{i:08}-signature-bytes"), claims(1_000), 0, 0);
-        }
-        assert!(cache.len() <= 32 + SHARDS, "{}", cache.len());
-        cache.clear();
-        assert!(cache.is_empty());
-        assert!(TokenCache::new(0).is_none());
-    }
-}
-
 /// The optional shared layer (TOKEN_CACHE_REDIS=true), for parity with the seed: verified
 /// claims in Redis, so an instance that has not seen a token yet can skip verifying it.
 ///
@@ -285,5 +236,54 @@ impl RedisTokenCache {
             )
             .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Arc<Claims> {
+        Arc::new(Claims {
+            sub: "1".into(),
+            user_id: 1,
+            username: "u".into(),
+            sid: "s".into(),
+            jti: "j".into(),
+            iat: 0,
+            nbf: 0,
+            exp,
+            iss: "i".into(),
+            aud: "a".into(),
+        })
+    }
+
+    #[test]
+    fn entries_are_served_until_expiry_and_not_after() {
+        let cache = TokenCache::new(100).unwrap();
+        cache.insert("a.b.c", claims(100), 0, 10);
+        assert!(cache.get("a.b.c", 109, 10).is_some());
+        assert!(cache.get("a.b.c", 110, 10).is_none());
+        assert!(cache.get("a.b.c", 50, 10).is_none(), "expired entries are removed");
+    }
+
+    #[test]
+    fn lookups_are_by_the_exact_token() {
+        let cache = TokenCache::new(100).unwrap();
+        cache.insert("header.payload.signature", claims(100), 0, 0);
+        assert!(cache.get("header.payloaD.signature", 1, 0).is_none());
+        assert!(cache.get("header.payload.signaturE", 1, 0).is_none());
+    }
+
+    #[test]
+    fn capacity_is_bounded_and_clear_empties() {
+        let cache = TokenCache::new(32).unwrap();
+        for i in 0..1_000 {
+            cache.insert(&format!("token-{i:08}-signature-bytes"), claims(1_000), 0, 0);
+        }
+        assert!(cache.len() <= 32 + SHARDS, "{}", cache.len());
+        cache.clear();
+        assert!(cache.is_empty());
+        assert!(TokenCache::new(0).is_none());
     }
 }

@@ -234,7 +234,10 @@ fn aws_access_denied_exits_2_with_one_line_naming_the_variable() {
     // One request (creating the secret) goes through; then moto checks credentials, and the
     // fake key is unknown to its IAM.
     let Some(moto) = start_moto(Some(1)) else { return };
-    create_secrets(&moto.endpoint, &[("prod/tessera/guarded", Value::Text(&"g".repeat(40)))]);
+    create_secrets(
+        &moto.endpoint,
+        &[("prod/tessera/guarded", Value::Text(&"g".repeat(40)))],
+    );
     let output = config_check(&[
         ("SECRET_KEY_AWS_SECRET_ID", "prod/tessera/guarded"),
         ("REFRESH_SECRET_KEY", &"l".repeat(40)),
