@@ -877,3 +877,52 @@ async fn master_key_seals_stored_keys_and_a_wrong_one_stops_the_start() {
     let app = start(dir, config).await;
     assert_accepted(&[&app], &user, &[&login.access], "after the failed starts").await;
 }
+
+// --- automatic rotation -------------------------------------------------------------------
+
+/// KEY_ROTATION_INTERVAL: when the newest key is older than the interval, an instance adds a
+/// pre-published key by itself. The stored key is aged in the database instead of waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_on_schedule_when_the_newest_is_older_than_the_interval() {
+    let app = spawn_app_with(|config| {
+        config.algorithm = Algorithm::EdDSA;
+        config.key_reload_secs = 1;
+        config.key_publish_delay_secs = 2;
+        config.key_rotation_interval_secs = Some(3_600);
+    })
+    .await;
+    let first = jwks_kids(&jwks(&app).await);
+    assert_eq!(first.len(), 1, "one key at start");
+    // Nothing is due yet: after a few reloads there is still one key.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(jwks_kids(&jwks(&app).await), first);
+
+    // Age every stored key past the interval.
+    let Database::Sqlite(path) = &app.config.database else {
+        panic!("SQLite expected")
+    };
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+    sqlx::query("UPDATE signing_keys SET created_at = created_at - 7200, activates_at = activates_at - 7200")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+
+    // Within a few reloads a second key is published (access), and only one rotation happens.
+    let started = Instant::now();
+    let rotated = loop {
+        let kids = jwks_kids(&jwks(&app).await);
+        if kids.len() > 1 {
+            break kids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no scheduled rotation within 8 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(jwks_kids(&jwks(&app).await).len(), 2, "exactly one scheduled rotation");
+}
