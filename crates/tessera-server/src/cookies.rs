@@ -47,6 +47,15 @@ pub fn clear_tokens(config: &Config) -> Vec<HeaderValue> {
     .collect()
 }
 
+/// A header map with the `Set-Cookie` lines of [`clear_tokens`].
+pub fn clear_tokens_headers(config: &Config) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for cookie in clear_tokens(config) {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    headers
+}
+
 /// The value of cookie `name` from the request's `Cookie` headers. A name sent twice is
 /// ambiguous (cookie tossing from a sibling subdomain can add a second one), so it is refused.
 pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {

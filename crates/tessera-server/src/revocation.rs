@@ -68,20 +68,18 @@ impl Revocations {
     }
 
     /// Loads the sessions revoked since `since` from the database into the local denylist.
-    async fn catch_up(&self, sessions: &dyn SessionStore, since: i64, access_lifetime: i64) -> bool {
-        match sessions.revoked_since(since).await {
-            Ok(revoked) => {
-                let now = unix_now();
-                for (sid, revoked_at) in revoked {
-                    self.local.revoke_session(&sid, revoked_at + access_lifetime, now);
-                }
-                true
-            }
-            Err(error) => {
-                tracing::debug!(%error, "revocation poll failed; will retry");
-                false
-            }
+    async fn catch_up(
+        &self,
+        sessions: &dyn SessionStore,
+        since: i64,
+        access_lifetime: i64,
+    ) -> Result<(), tessera_core::store::StoreError> {
+        let revoked = sessions.revoked_since(since).await?;
+        let now = unix_now();
+        for (sid, revoked_at) in revoked {
+            self.local.revoke_session(&sid, revoked_at + access_lifetime, now);
         }
+        Ok(())
     }
 
     /// Starts the subscriber and the database poll.
@@ -93,13 +91,8 @@ impl Revocations {
     ) -> Result<(), tessera_core::store::StoreError> {
         // Everything revoked within one access lifetime may still have live tokens.
         let started = unix_now();
-        sessions
-            .revoked_since(started - access_lifetime)
-            .await?
-            .into_iter()
-            .for_each(|(sid, at)| {
-                self.local.revoke_session(&sid, at + access_lifetime, started);
-            });
+        self.catch_up(sessions.as_ref(), started - access_lifetime, access_lifetime)
+            .await?;
         if let Some(redis) = &self.redis {
             let revocations = Arc::clone(self);
             redis.bus().subscribe(move |message| revocations.apply(&message), || {});
@@ -111,8 +104,9 @@ impl Revocations {
                 tokio::time::sleep(poll_interval).await;
                 let polled_at = unix_now();
                 let since = last_success.load(Ordering::Relaxed) - POLL_OVERLAP_SECS;
-                if revocations.catch_up(sessions.as_ref(), since, access_lifetime).await {
-                    last_success.store(polled_at, Ordering::Relaxed);
+                match revocations.catch_up(sessions.as_ref(), since, access_lifetime).await {
+                    Ok(()) => last_success.store(polled_at, Ordering::Relaxed),
+                    Err(error) => tracing::debug!(%error, "revocation poll failed; will retry"),
                 }
             }
         });

@@ -471,14 +471,6 @@ async fn refresh(
     ))
 }
 
-fn cleared_cookies(state: &AppState) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for cookie in cookies::clear_tokens(&state.config) {
-        headers.append(header::SET_COOKIE, cookie);
-    }
-    headers
-}
-
 async fn logout(
     State(state): State<AppState>,
     user: AuthUser,
@@ -496,7 +488,12 @@ async fn logout(
     state.deny_sessions([claims.sid.as_str()], now);
     tracing::info!(event = "logout", user_id = claims.user_id, ip_address = %ip, "logged out");
     let body = json!({ "message": message("logout_success", lang) });
-    Ok((StatusCode::OK, cleared_cookies(&state), axum::Json(body)).into_response())
+    Ok((
+        StatusCode::OK,
+        cookies::clear_tokens_headers(&state.config),
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 async fn logout_all(
@@ -514,7 +511,12 @@ async fn logout_all(
     state.deny_sessions(revoked.iter().map(String::as_str).chain([claims.sid.as_str()]), now);
     tracing::info!(event = "logout_all", user_id = claims.user_id, ip_address = %ip, sessions_revoked = revoked.len(), "logged out everywhere");
     let body = json!({ "message": message("logout_all_success", lang), "sessions_revoked": revoked.len() });
-    Ok((StatusCode::OK, cleared_cookies(&state), axum::Json(body)).into_response())
+    Ok((
+        StatusCode::OK,
+        cookies::clear_tokens_headers(&state.config),
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::json;
@@ -64,11 +64,10 @@ async fn delete_session(
     }
     state.deny_sessions([id.as_str()], now);
     tracing::info!(event = "session_revoked", user_id = user.claims.user_id, session_id = %id, ip_address = %ip, "session ended by its owner");
-    let mut headers = HeaderMap::new();
-    if id == user.claims.sid && state.config.token_delivery.uses_cookies() {
-        for cookie in cookies::clear_tokens(&state.config) {
-            headers.append(header::SET_COOKIE, cookie);
-        }
-    }
+    let headers = if id == user.claims.sid && state.config.token_delivery.uses_cookies() {
+        cookies::clear_tokens_headers(&state.config)
+    } else {
+        HeaderMap::new()
+    };
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
