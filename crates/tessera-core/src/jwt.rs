@@ -116,9 +116,13 @@ impl Validation {
 /// else is `invalid_token`, and the reason goes to a debug log, never to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    /// The signature is good but `exp` has passed (beyond the leeway).
+    /// The signature is good but `exp` has passed (beyond the leeway). The signature is verified
+    /// before the time checks, so `user_id` is authentic: the security log may name the user.
     #[error("token expired")]
-    Expired,
+    Expired {
+        /// The `user_id` claim of the expired token.
+        user_id: i64,
+    },
     /// Larger than [`jws::MAX_TOKEN_BYTES`]; refused before decoding.
     #[error("token too large")]
     TooLarge,
@@ -160,7 +164,7 @@ pub enum TokenError {
 impl TokenError {
     /// Whether this is the one error reported as `token_expired` rather than `invalid_token`.
     pub fn is_expired(&self) -> bool {
-        matches!(self, TokenError::Expired)
+        matches!(self, TokenError::Expired { .. })
     }
 }
 
@@ -197,7 +201,9 @@ pub fn verify(
 pub fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<(), TokenError> {
     let leeway = validation.leeway_secs;
     if now >= claims.exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
+        return Err(TokenError::Expired {
+            user_id: claims.user_id,
+        });
     }
     if now.saturating_add(leeway) < claims.nbf {
         return Err(TokenError::NotYetValid);
@@ -266,7 +272,7 @@ mod tests {
         assert!(verify(&ring, &token, TokenKind::Access, &validation(), exp + 9).is_ok());
         assert_eq!(
             verify(&ring, &token, TokenKind::Access, &validation(), exp + 10),
-            Err(TokenError::Expired)
+            Err(TokenError::Expired { user_id: 42 })
         );
     }
 

@@ -79,8 +79,14 @@ pub fn check_csrf(state: &AppState, headers: &HeaderMap, sid: &str, ip: &str) ->
 
 /// Maps a token error to the response, logging it as the security event it is.
 pub fn reject_token(error: &TokenError, token: &str, ip: &str) -> AppError {
-    if error.is_expired() {
-        tracing::info!(event = "token_expired", ip_address = %ip, token_prefix = %token_fingerprint(token), "token expired");
+    if let TokenError::Expired { user_id } = error {
+        tracing::info!(
+            event = "token_expired",
+            user_id,
+            ip_address = %ip,
+            token_prefix = %token_fingerprint(token),
+            "token expired"
+        );
         AppError::Token {
             code: ErrorCode::TokenExpired,
         }

@@ -106,6 +106,8 @@ pub fn keys_command(action: KeysAction) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    // The security events (key_rotated, key_pruned) go to stderr as JSON lines.
+    crate::telemetry::init_with_writer(&config, std::io::stderr);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -244,6 +244,9 @@ impl fmt::Display for IpNet {
 pub struct Config {
     /// Listen address (BIND_ADDR, `--bind`).
     pub bind: SocketAddr,
+    /// Separate listen address for `GET /metrics` (METRICS_ADDR). When set, the main listener
+    /// does not serve /metrics, so it need not be public.
+    pub metrics_addr: Option<SocketAddr>,
     /// Directory for the embedded database (DATA_DIR).
     pub data_dir: PathBuf,
     /// Database (DATABASE_URL).
@@ -434,6 +437,19 @@ impl Config {
             )
         })?;
 
+        let metrics_addr = match r.get("METRICS_ADDR") {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "METRICS_ADDR",
+                    format!("must be host:port, e.g. 127.0.0.1:9100 (got {raw:?})"),
+                )
+            })?),
+        };
+        if metrics_addr.is_some_and(|m| m == bind && m.port() != 0) {
+            return Err(invalid("METRICS_ADDR", "must differ from BIND_ADDR".to_owned()));
+        }
+
         let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or("./data"));
         let database = match r.get("DATABASE_URL") {
             None => Database::Sqlite(data_dir.join("tessera.db")),
@@ -612,6 +628,7 @@ impl Config {
 
         let config = Config {
             bind,
+            metrics_addr,
             data_dir,
             database,
             algorithm,
@@ -681,6 +698,11 @@ impl Config {
         };
         vec![
             ("BIND_ADDR", self.bind.to_string()),
+            (
+                "METRICS_ADDR",
+                self.metrics_addr
+                    .map_or_else(|| "(unset: /metrics on BIND_ADDR)".to_owned(), |a| a.to_string()),
+            ),
             ("DATA_DIR", self.data_dir.display().to_string()),
             ("DATABASE_URL", self.database.to_string()),
             (
@@ -922,6 +944,11 @@ mod tests {
             (vec![("LOG_LEVEL", "loud")], "LOG_LEVEL"),
             (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
             (vec![("BIND_ADDR", "localhost")], "BIND_ADDR"),
+            (vec![("METRICS_ADDR", "9100")], "METRICS_ADDR"),
+            (
+                vec![("BIND_ADDR", "127.0.0.1:8000"), ("METRICS_ADDR", "127.0.0.1:8000")],
+                "METRICS_ADDR",
+            ),
             (vec![("TOKEN_DELIVERY", "pigeon")], "TOKEN_DELIVERY"),
             (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (vec![("REDIS_URL", "http://x")], "REDIS_URL"),

@@ -50,11 +50,29 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {bind}"))?;
     let address = listener.local_addr()?;
     let config = &app.state.config;
+    // /metrics on its own listener when METRICS_ADDR is set (so it need not be public).
+    let metrics_address = match config.metrics_addr {
+        Some(metrics_bind) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_bind)
+                .await
+                .with_context(|| format!("could not listen on METRICS_ADDR {metrics_bind}"))?;
+            let metrics_address = metrics_listener.local_addr()?;
+            let router = tessera_server::http::metrics_router(app.state.clone());
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(metrics_listener, router).await {
+                    tracing::error!(event = "metrics_listener_failed", %error, "metrics listener stopped");
+                }
+            });
+            Some(metrics_address.to_string())
+        }
+        None => None,
+    };
     tracing::info!(
         event = "startup",
         address = %address,
+        metrics_address = metrics_address.as_deref().unwrap_or("(same listener: /metrics)"),
         database = %config.database,
-        state_backend = "memory (single instance)",
+        state_backend = if config.redis_url.is_some() { "redis (shared by every instance)" } else { "memory (single instance)" },
         algorithm = %config.algorithm,
         keys = app.state.keys.source,
         "tessera listening on http://{address}"

@@ -10,6 +10,9 @@ use prometheus::{
     TextEncoder,
 };
 
+/// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
+pub const RATE_LIMITED_ROUTES: [&str; 4] = ["login", "login_account", "register", "api"];
+
 /// Every metric Tessera exports.
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +34,9 @@ pub struct Metrics {
     pub csrf_failures: IntCounter,
     /// `auth_password_hash_queue_depth` (refreshed at scrape).
     pub hash_queue_depth: IntGauge,
+    /// `auth_password_hash_queue_capacity`: HASH_QUEUE_SIZE (refreshed at scrape), so alerts
+    /// can compare the depth with it.
+    pub hash_queue_capacity: IntGauge,
     /// `auth_password_hash_rejected_total`: logins/registrations shed with 503.
     pub hash_rejected: IntCounter,
     /// `tessera_backend_up{backend="database|redis"}` (refreshed at scrape).
@@ -58,7 +64,7 @@ impl Metrics {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
         ];
         let login_buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-        Ok(Metrics {
+        let metrics = Metrics {
             login_attempts: register(
                 &registry,
                 IntCounterVec::new(
@@ -122,6 +128,13 @@ impl Metrics {
                     "Password hashing jobs waiting for a worker.",
                 )?,
             )?,
+            hash_queue_capacity: register(
+                &registry,
+                IntGauge::new(
+                    "auth_password_hash_queue_capacity",
+                    "Password hashing jobs that may wait before requests are shed (HASH_QUEUE_SIZE).",
+                )?,
+            )?,
             hash_rejected: register(
                 &registry,
                 IntCounter::new(
@@ -162,7 +175,24 @@ impl Metrics {
                 )?,
             )?,
             registry,
-        })
+        };
+        metrics.declare_label_values();
+        Ok(metrics)
+    }
+
+    /// Creates every known label combination at zero, so a series exists before its first
+    /// event: `rate()` and `absent()` in alert rules see 0, not "no data".
+    fn declare_label_values(&self) {
+        for status in ["success", "failure"] {
+            self.login_attempts.with_label_values(&[status]);
+        }
+        for result in ["valid", "expired", "invalid", "revoked"] {
+            self.token_verifications.with_label_values(&[result]);
+        }
+        for route in RATE_LIMITED_ROUTES {
+            self.rate_limited.with_label_values(&[route]);
+        }
+        self.backend_up.with_label_values(&["database"]).set(1);
     }
 
     /// The registry in the Prometheus text exposition format.

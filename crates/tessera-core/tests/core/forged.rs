@@ -219,7 +219,12 @@ fn claims_that_are_not_an_object_are_refused() {
 fn expired_token_is_reported_as_expired() {
     let mut claims = claims_json();
     claims["exp"] = json!(NOW - 100);
-    assert_eq!(check(&forge(&header_json(), &claims)), Err(TokenError::Expired));
+    assert_eq!(
+        check(&forge(&header_json(), &claims)),
+        Err(TokenError::Expired {
+            user_id: claims["user_id"].as_i64().unwrap()
+        })
+    );
 }
 
 #[test]

@@ -4,13 +4,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::state::{AppState, unix_now};
 
+/// `GET /metrics`.
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
@@ -28,6 +29,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .hash_queue_depth
         .set(i64::try_from(state.hashing.queue_depth()).unwrap_or(i64::MAX));
+    metrics
+        .hash_queue_capacity
+        .set(i64::try_from(state.config.hash_queue).unwrap_or(i64::MAX));
     if let Some(redis) = &state.redis {
         metrics
             .backend_up
@@ -50,14 +54,25 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// paths cannot blow up the label set) and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    // Only the standard methods become label values: a client can send any token as a
+    // method, and each would be a new time series.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    let labels = [method, route.as_str(), status.as_str()];
     state.metrics.http_requests.with_label_values(&labels).inc();
     state
         .metrics

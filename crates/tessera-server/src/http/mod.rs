@@ -13,11 +13,12 @@ mod metrics;
 mod profile;
 mod sessions;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,7 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
 use crate::error::{AppError, ErrorCode, RenderedError};
-use crate::extract::has_credentials_in_query;
+use crate::extract::{ClientIp, has_credentials_in_query};
 use crate::i18n::Lang;
 use crate::state::{AppState, random_id};
 
@@ -41,13 +42,15 @@ pub fn router(state: AppState) -> Router {
     let config = &state.config;
     // No origins configured: no CORS layer at all, so browsers apply the same-origin policy.
     let cors = (!config.cors_origins.is_empty()).then(|| cors_layer(&config.cors_origins));
+    // With METRICS_ADDR set, /metrics lives only on its own listener (see `metrics_router`).
+    let metrics = config.metrics_addr.is_none().then(metrics::router);
     Router::new()
+        .merge(metrics.unwrap_or_default())
         .merge(account::router())
         .merge(sessions::router(&state))
         .merge(profile::router(&state))
         .merge(agent::router(&state))
         .merge(health::router())
-        .merge(metrics::router())
         .merge(jwks::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -80,7 +83,17 @@ pub fn router(state: AppState) -> Router {
         .layer(tower::util::option_layer(cors))
         .layer(middleware::from_fn(unify_errors))
         .layer(middleware::from_fn(refuse_credentials_in_query))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
+        .with_state(state)
+}
+
+/// The router of the separate metrics listener (METRICS_ADDR): `GET /metrics` and nothing
+/// else, with the same unified errors.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .merge(metrics::router())
+        .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
+        .layer(middleware::from_fn(unify_errors))
         .with_state(state)
 }
 
@@ -112,14 +125,26 @@ fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
     is_sane.then(|| text.to_owned())
 }
 
-/// Gives every request an id, a span carrying it (so every log line of the request has it),
-/// and echoes it in the response.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// Gives every request an id and a span carrying it and the client IP (so every log line of
+/// the request has both), and echoes the id in the response.
+async fn request_id(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = sane_request_id(req.headers().get(REQUEST_ID_HEADER)).unwrap_or_else(random_id);
     if let Ok(value) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let ip = ClientIp(ClientIp::resolve(peer, req.headers(), &state.config.trusted_proxies));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        ip_address = %ip.0,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    req.extensions_mut().insert(ip);
     let mut response = next.run(req).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
