@@ -216,13 +216,19 @@ async fn login_attempt(
     // share one bucket; unknown logins are keyed by the text. Both before any hashing work.
     // The X-RateLimit-* headers describe whichever leaves fewer attempts: the one the client
     // runs into first.
-    let refused = |error: AppError| {
-        tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "rate_limited", "login refused by the rate limit");
-        error
+    // The reason tells the two apart: `rate_limited` (this client IP is over its limit) or
+    // `locked` (the account is throttled after too many attempts, whatever the IP).
+    let (login_ref, ip_ref) = (&login, &ip);
+    let refused = |reason: &'static str| {
+        move |error: AppError| {
+            let (login, ip) = (login_ref, ip_ref);
+            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason, "login refused by the rate limit");
+            error
+        }
     };
     let per_ip = rate_limit::enforce(state, "login", &ip, &state.config.rate_limit_login, &ip)
         .await
-        .map_err(refused)?;
+        .map_err(refused("rate_limited"))?;
     let started = std::time::Instant::now();
     let user = state.users.find_by_login(&login).await?;
     let account_key = match &user {
@@ -237,7 +243,7 @@ async fn login_attempt(
         &ip,
     )
     .await
-    .map_err(refused)?;
+    .map_err(refused("locked"))?;
     let decision = if per_account.remaining < per_ip.remaining {
         per_account
     } else {

@@ -156,6 +156,15 @@ async fn run_tessera(args: &[&str], env: &[(String, String)]) -> Output {
     .unwrap()
 }
 
+/// The JSON log lines of `event` in a command's stderr (where operator commands log).
+fn security_events(stderr: &[u8], event: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["event"] == event)
+        .collect()
+}
+
 /// How a test acts as the operator: through the library functions behind `tessera keys`, or
 /// through the binary itself (with the environment it needs to find the same database).
 enum Operator {
@@ -189,7 +198,13 @@ impl Operator {
                 // "added access key <kid>: published now, signing from ..."
                 let words: Vec<&str> = stdout.split_whitespace().collect();
                 assert_eq!(words.get(..3), Some(&["added", "access", "key"][..]), "{stdout}");
-                words[3].trim_end_matches(':').to_owned()
+                let kid = words[3].trim_end_matches(':').to_owned();
+                // The security event goes to stderr as a JSON line (S6).
+                let event = security_events(&output.stderr, "key_rotated");
+                assert_eq!(event.len(), 1, "{event:?}");
+                assert_eq!(event[0]["kid"], kid.as_str());
+                assert_eq!(event[0]["purpose"], "access");
+                kid
             }
         }
     }
@@ -220,6 +235,7 @@ impl Operator {
                     String::from_utf8_lossy(&output.stderr)
                 );
                 let mut pruned = Pruned::default();
+                let events = security_events(&output.stderr, "key_pruned");
                 for line in stdout.lines() {
                     if let Some(kid) = line.strip_prefix("removed ") {
                         pruned.removed.push(kid.to_owned());
@@ -229,6 +245,8 @@ impl Operator {
                         pruned.refused.push(kid.to_owned());
                     }
                 }
+                let logged: Vec<&str> = events.iter().filter_map(|e| e["kid"].as_str()).collect();
+                assert_eq!(logged, pruned.removed, "one key_pruned event per removed key");
                 pruned
             }
         }
@@ -500,7 +518,7 @@ async fn eddsa_rotation_through_the_keys_command_on_sqlite() {
         ("ALGORITHM".to_owned(), "EdDSA".to_owned()),
         ("KEY_RELOAD_SECONDS".to_owned(), "1".to_owned()),
         ("KEY_PUBLISH_DELAY".to_owned(), "2".to_owned()),
-        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ("LOG_LEVEL".to_owned(), "info".to_owned()),
     ];
     rotation_end_to_end(&[&app], &Operator::Binary(env)).await;
 }

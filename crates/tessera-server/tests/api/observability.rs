@@ -336,7 +336,8 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    // Per-account throttling: ten wrong passwords for bob, the eleventh attempt is refused.
+    // Per-account throttling: ten wrong passwords for bob, the eleventh attempt is refused
+    // (login_failure reason `locked`, rate_limited route `login_account`).
     for _ in 0..10 {
         let response = login(&client, &server, "bob@example.com", WRONG_PASSWORD).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -381,11 +382,7 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         1,
         "{reasons:?}"
     );
-    assert_eq!(
-        reasons.iter().filter(|r| **r == "rate_limited").count(),
-        1,
-        "{reasons:?}"
-    );
+    assert_eq!(reasons.iter().filter(|r| **r == "locked").count(), 1, "{reasons:?}");
     assert_fields(
         &failures[0],
         &[
