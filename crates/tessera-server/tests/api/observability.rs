@@ -348,6 +348,60 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
     // An access token past its exp (leeway 0).
     let sixth = read_login(login(&client, &server, "alice@example.com", PASSWORD).await).await;
     keep(&mut secrets, &sixth);
+
+    // The remaining endpoints, so their lines are checked too: a form login, the sessions
+    // list, ending another session, a cookie refresh with CSRF, the full profile, health and
+    // the JWK set.
+    let form = client
+        .post(server.url("/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let form = read_login(form).await;
+    keep(&mut secrets, &form);
+    let form_sid = profile(form.access.clone())
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = client
+        .get(server.url("/sessions"))
+        .bearer_auth(&sixth.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = client
+        .delete(server.url(&format!("/sessions/{form_sid}")))
+        .bearer_auth(&sixth.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = client
+        .post(server.url("/refresh"))
+        .header("cookie", sixth.refresh_cookie())
+        .header("x-csrf-token", &sixth.csrf)
+        .send()
+        .await
+        .unwrap();
+    let seventh = read_login(response).await;
+    keep(&mut secrets, &seventh);
+    for path in ["/profile/full", "/healthz", "/readyz", "/.well-known/jwks.json"] {
+        let response = client
+            .get(server.url(path))
+            .bearer_auth(&sixth.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+
     tokio::time::sleep(Duration::from_secs(ACCESS_LIFETIME_SECS + 1)).await;
     let response = profile(sixth.access.clone()).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -393,7 +447,7 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         ],
     );
     let successes = server.events("login_success").await;
-    assert_eq!(successes.len(), 5);
+    assert_eq!(successes.len(), 6);
     assert_fields(
         &successes[0],
         &[
@@ -412,7 +466,7 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
     let csrf = server.events("csrf_failure").await;
     assert_fields(&csrf[0], &[("ip_address", local.clone()), ("reason", json!("missing"))]);
     let refreshed = server.events("token_refresh").await;
-    assert_eq!(refreshed.len(), 1);
+    assert_eq!(refreshed.len(), 2);
     assert_fields(
         &refreshed[0],
         &[("user_id", alice.clone()), ("ip_address", local.clone())],
@@ -426,6 +480,15 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
     assert_fields(
         &logout_all[0],
         &[("user_id", alice.clone()), ("sessions_revoked", json!(2))],
+    );
+    let revoked = server.events("session_revoked").await;
+    assert_fields(
+        &revoked[0],
+        &[
+            ("user_id", alice.clone()),
+            ("session_id", json!(form_sid)),
+            ("ip_address", local.clone()),
+        ],
     );
     let limited = server.events("rate_limited").await;
     assert_fields(
@@ -475,11 +538,11 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
-    // 5 successes; failures: 11 wrong passwords, 1 unknown user, 1 rate-limited.
-    assert_eq!(sample(&text, r#"auth_login_attempts_total{status="success"}"#), 5.0);
+    // 6 successes; failures: 11 wrong passwords, 1 unknown user, 1 locked.
+    assert_eq!(sample(&text, r#"auth_login_attempts_total{status="success"}"#), 6.0);
     assert_eq!(sample(&text, r#"auth_login_attempts_total{status="failure"}"#), 13.0);
-    assert_eq!(sample(&text, "auth_login_duration_seconds_count"), 18.0);
-    assert_eq!(sample(&text, "auth_token_refresh_total"), 1.0);
+    assert_eq!(sample(&text, "auth_login_duration_seconds_count"), 19.0);
+    assert_eq!(sample(&text, "auth_token_refresh_total"), 2.0);
     assert_eq!(sample(&text, "auth_refresh_reuse_detected_total"), 1.0);
     assert_eq!(sample(&text, "auth_csrf_failures_total"), 1.0);
     assert_eq!(sample(&text, r#"auth_rate_limited_total{route="login_account"}"#), 1.0);
@@ -492,19 +555,26 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         2.0
     );
     // Live sessions: only the sixth (first's family revoked by reuse, third logged out,
-    // fourth and fifth by logout/all).
+    // fourth and fifth by logout/all, the form login's ended through /sessions).
     assert_eq!(sample(&text, "auth_active_tokens"), 1.0);
     assert_eq!(
         sample(
             &text,
             r#"http_requests_total{method="POST",route="/login",status="200"}"#
         ),
-        5.0
+        6.0
     );
     assert_eq!(
         sample(
             &text,
             r#"http_requests_total{method="POST",route="/login",status="429"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"http_requests_total{method="DELETE",route="/sessions/{id}",status="204"}"#
         ),
         1.0
     );
