@@ -11,13 +11,14 @@
 //! `tracing-subscriber`'s own JSON formatter nests span fields under `"span"`, which makes
 //! every log query say `span.request_id`; this small layer writes them at the top level.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Record};
 use tracing::{Event, Id, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::time::UtcTime;
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -49,17 +50,56 @@ where
             .with(filter)
             .with(JsonLayer::new(writer))
             .try_init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_timer(UtcTime::rfc_3339())
-            .with_writer(writer)
-            .with_target(false)
-            .finish()
-            .try_init(),
+        LogFormat::Text => text_subscriber(filter, writer, std::io::stdout().is_terminal()).try_init(),
     };
     if let Err(error) = result {
         eprintln!("logging was already initialised: {error}");
     }
+}
+
+/// The LOG_FORMAT=text subscriber. Field values are client-controlled (a login name, a path),
+/// so control characters in them are escaped: a newline cannot forge a second log line and an
+/// ANSI sequence cannot repaint the terminal. Colours only on a terminal.
+fn text_subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let fields = tracing_subscriber::fmt::format::debug_fn(|out, field, value| {
+        let raw = format!("{value:?}");
+        let text = escape_controls(&raw);
+        if field.name() == "message" {
+            write!(out, "{text}")
+        } else {
+            write!(out, "{field}={text}")
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_timer(UtcTime::rfc_3339())
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(ansi)
+        .fmt_fields(fields)
+        .finish()
+}
+
+/// `text` with every control character (newline, escape, ...) written as a `\u{..}` escape.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Writes each event as one JSON object per line, span fields flattened to the top level.
@@ -259,6 +299,24 @@ mod tests {
             "{timestamp}"
         );
         assert!(timestamp.ends_with('Z'));
+    }
+
+    #[test]
+    fn text_format_escapes_control_characters_in_client_supplied_values() {
+        let buffer = Buffer::default();
+        let subscriber = text_subscriber(EnvFilter::new("info"), buffer.clone(), false);
+        let hostile = "x\nFAKE INFO event=\"login_success\" user_id=1 \u{1b}[31mred";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", path = %hostile);
+            let _entered = span.enter();
+            tracing::warn!(event = "login_failure", email = %hostile, other = hostile, "login failed");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains(r"x\u{a}FAKE"), "{text}");
+        assert!(text.contains("login failed"), "{text}");
+        assert!(text.contains("email=x"), "{text}");
     }
 
     #[test]
