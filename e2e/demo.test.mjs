@@ -172,7 +172,8 @@ describe('browser demo', () => {
     assert.equal(refresh.httpOnly, true);
     assert.equal(refresh.path, '/refresh');
     // The default TOKEN_DELIVERY=both also puts the tokens in the body; the page ignores them.
-    for (const token of [body.access_token, body.refresh_token]) if (token) seenTokens.add(token);
+    // The CSRF token must not be stored either.
+    for (const token of [body.access_token, body.refresh_token, body.csrf_token]) if (token) seenTokens.add(token);
     assert.equal(await page.locator('#notice').isVisible(), false);
   });
 

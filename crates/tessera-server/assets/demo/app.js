@@ -180,7 +180,16 @@ async function onLogin(event) {
   if (csrfToken === null) {
     return showNotice('error', 'The server sent no CSRF token; cookie sign-in cannot work.');
   }
-  const profile = await api('GET', '/profile');
+  const profile = await send('GET', '/profile');
+  if (profile.status === 401) {
+    csrfToken = null;
+    return showNotice(
+      'error',
+      'Logged in, but the browser did not keep the session cookies. Over plain http on a host other ' +
+        'than localhost/127.0.0.1 the server needs COOKIE_SECURE=false, and TOKEN_DELIVERY must be ' +
+        'cookie or both.',
+    );
+  }
   if (profile.status !== 200) return showError(profile, 'Could not read the profile');
   clearNotice();
   signedIn(profile.data.username);

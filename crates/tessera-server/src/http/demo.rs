@@ -34,8 +34,14 @@ pub fn router() -> Router<AppState> {
             "/demo/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
         )
-        .route("/demo/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
-        .route("/demo/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON_SVG) }))
+        .route(
+            "/demo/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/demo/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
 }
 
 /// One embedded file with its content type and the demo's security policy.
@@ -73,7 +79,13 @@ mod tests {
 
     #[test]
     fn the_script_keeps_no_token_in_web_storage() {
-        for forbidden in ["localStorage", "sessionStorage", "document.cookie", "innerHTML", "eval("] {
+        for forbidden in [
+            "localStorage",
+            "sessionStorage",
+            "document.cookie",
+            "innerHTML",
+            "eval(",
+        ] {
             let uses = APP_JS
                 .lines()
                 .filter(|line| !line.trim_start().starts_with("//"))

@@ -24,7 +24,10 @@ async fn the_demo_files_are_served_with_their_types_and_a_strict_policy() {
         assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
         assert!(csp.contains("connect-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{path}: {csp}"
+        );
         // The router-wide security headers stay.
         assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"), "{path}");
         assert_eq!(header(&headers, "x-frame-options"), Some("DENY"), "{path}");
@@ -40,7 +43,10 @@ async fn the_demo_answers_head_and_refuses_other_methods_in_the_unified_shape() 
     let app = spawn_app().await;
     let response = app.client.head(app.url("/")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(response.headers(), "content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        header(response.headers(), "content-type"),
+        Some("text/html; charset=utf-8")
+    );
     let response = app.post("/").send().await.unwrap();
     let (headers, _) = assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     assert!(header(&headers, "allow").is_some_and(|allow| allow.contains("GET")));
