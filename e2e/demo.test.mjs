@@ -203,6 +203,9 @@ describe('browser demo', () => {
   });
 
   step('a request from the page without the CSRF header is refused with 403 csrf_failed', async () => {
+    // A chat through the page first, so the access cookie is fresh (it lives 2 s here) and
+    // the forged requests below are judged on their CSRF header, not on an expired token.
+    await chat(page, 'just before the forgery');
     const init = { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"message":"forged"}' };
     const missing = await pageFetch(page, '/agent/chat', init);
     assert.equal(missing.status, 403);
