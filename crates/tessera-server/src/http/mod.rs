@@ -7,6 +7,7 @@
 
 mod account;
 mod agent;
+mod demo;
 mod health;
 mod jwks;
 mod metrics;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent::router(&state))
         .merge(health::router())
         .merge(jwks::router())
+        .merge(demo::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

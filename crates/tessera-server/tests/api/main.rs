@@ -9,6 +9,7 @@ mod aws;
 mod config_cli;
 mod cookies;
 mod csrf;
+mod demo;
 mod faults;
 mod keys;
 mod load;
