@@ -576,7 +576,10 @@ async fn migrate(database: &Database, check: bool) -> anyhow::Result<ExitCode> {
         bail!("the schema needs repair before migrating; nothing was applied");
     }
     if before.pending.is_empty() {
-        println!("schema is current ({} migration(s) applied, nothing to do)", before.applied.len());
+        println!(
+            "schema is current ({} migration(s) applied, nothing to do)",
+            before.applied.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     match database {

@@ -85,12 +85,7 @@ impl Revocations {
     }
 
     /// Loads the sessions revoked since `since` from the database into the local denylist.
-    async fn catch_up(
-        &self,
-        sessions: &dyn SessionStore,
-        since: i64,
-        access_lifetime: i64,
-    ) -> Result<(), StoreError> {
+    async fn catch_up(&self, sessions: &dyn SessionStore, since: i64, access_lifetime: i64) -> Result<(), StoreError> {
         let revoked = sessions.revoked_since(since).await?;
         let now = unix_now();
         for (sid, revoked_at) in revoked {

@@ -56,10 +56,9 @@ impl std::fmt::Display for MigrationProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MigrationProblem::Failed(v) => write!(f, "migration {v} failed part-way and must be repaired by hand"),
-            MigrationProblem::Modified(v) => write!(
-                f,
-                "migration {v} was applied from different SQL than this binary holds"
-            ),
+            MigrationProblem::Modified(v) => {
+                write!(f, "migration {v} was applied from different SQL than this binary holds")
+            }
             MigrationProblem::Unknown(v) => write!(
                 f,
                 "migration {v} is applied but unknown to this binary (was the database migrated by a newer version?)"
@@ -139,11 +138,12 @@ pub async fn sqlite_status(path: &Path) -> Result<MigrationStatus, StoreError> {
         .connect()
         .await
         .map_err(store_error)?;
-    let has_table: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)")
-        .bind(TABLE)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(store_error)?;
+    let has_table: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)")
+            .bind(TABLE)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(store_error)?;
     let rows = if has_table {
         applied_rows_sqlite(&mut conn).await?
     } else {

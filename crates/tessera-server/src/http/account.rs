@@ -80,13 +80,20 @@ async fn register(
         return Err(AppError::Validation(errors));
     }
     // The same checks, hashing and insert as `tessera users create`: one function for both.
-    let user = accounts::create(&*state.users, &state.hashing, &state.policy, &email, &username, password)
-        .await
-        .map_err(|error| match error {
-            CreateError::Invalid(errors) => AppError::Validation(errors),
-            CreateError::Hashing(error) => hash_error(&state, error),
-            CreateError::Store(error) => AppError::from(error),
-        })?;
+    let user = accounts::create(
+        &*state.users,
+        &state.hashing,
+        &state.policy,
+        &email,
+        &username,
+        password,
+    )
+    .await
+    .map_err(|error| match error {
+        CreateError::Invalid(errors) => AppError::Validation(errors),
+        CreateError::Hashing(error) => hash_error(&state, error),
+        CreateError::Store(error) => AppError::from(error),
+    })?;
     tracing::info!(event = "register", user_id = user.id, username = %user.username, ip_address = %ip, "account registered");
     let body = json!({ "user_id": user.id, "email": user.email, "username": user.username });
     Ok((StatusCode::CREATED, rate_limit::headers(&decision), axum::Json(body)).into_response())
