@@ -206,17 +206,12 @@ pub fn config_check() -> ExitCode {
     }
 }
 
-/// Loads the configuration and runs `command` on a single-threaded runtime: exit code 0 on
-/// success, 1 on failure (the error on stderr), 2 on invalid configuration.
-fn run_async<F, Fut>(command: F) -> ExitCode
+/// Runs `command` on a single-threaded runtime: exit code 0 on success, 1 on failure (the
+/// error on stderr), or the code `command` chose.
+fn run_async<Fut>(command: Fut) -> ExitCode
 where
-    F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<ExitCode>>,
 {
-    let config = match load_config() {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -224,7 +219,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(command(config)) {
+    match runtime.block_on(command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -235,7 +230,11 @@ where
 
 /// Runs `tessera keys ...`. Exit code 0 on success, 1 on failure, 2 on invalid configuration.
 pub fn keys_command(action: KeysAction) -> ExitCode {
-    run_async(|config| async move {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    run_async(async move {
         run_keys(action, &config).await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -303,7 +302,12 @@ const MAX_STDIN_PASSWORD_BYTES: u64 = 4096;
 /// Runs `tessera users ...`. Exit code 0 on success, 1 on failure, 2 on invalid configuration
 /// or when `create` has no way to read a password.
 pub fn users_command(action: UsersAction) -> ExitCode {
-    // The password is read before anything else, so a prompt is not interleaved with output.
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // The password is read before the database is opened, so a prompt is not interleaved
+    // with output, and after the configuration is checked, so it is not typed in vain.
     let password = match &action {
         UsersAction::Create { password_stdin, .. } => match read_password(*password_stdin) {
             Ok(password) => Some(password),
@@ -311,7 +315,7 @@ pub fn users_command(action: UsersAction) -> ExitCode {
         },
         _ => None,
     };
-    run_async(|config| async move {
+    run_async(async move {
         let (users, sessions) = crate::open_account_stores(&config.database).await?;
         match action {
             UsersAction::Create { email, username, .. } => {
@@ -531,7 +535,10 @@ async fn list_users(users: &dyn UserStore, limit: i64, offset: i64, as_json: boo
 /// migrations are pending under --check, on a schema problem or on failure, 2 on invalid
 /// configuration.
 pub fn migrate_command(check: bool) -> ExitCode {
-    run_async(|config| async move { migrate(&config.database, check).await })
+    match load_config() {
+        Ok(config) => run_async(async move { migrate(&config.database, check).await }),
+        Err(code) => code,
+    }
 }
 
 async fn migration_status(database: &Database) -> anyhow::Result<MigrationStatus> {

@@ -44,7 +44,10 @@ async fn tessera(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -
         if let Some(text) = stdin {
             use std::io::Write;
             let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(text.as_bytes()).unwrap();
+            // A command that stops before reading (invalid configuration) closes the pipe.
+            if let Err(error) = pipe.write_all(text.as_bytes()) {
+                assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
+            }
         }
         child.wait_with_output().expect("tessera output")
     })
@@ -523,4 +526,45 @@ async fn disable_reaches_every_instance_at_once_over_redis_pub_sub() {
         let waited = wait_until_refused(app, &login.access, Duration::from_secs(2)).await;
         eprintln!("instance {name} refused the token {waited:?} after `users disable` returned");
     }
+}
+
+/// An invalid configuration stops every command with exit status 2 and one line naming the
+/// variable, before any database is opened or any password is asked for.
+#[tokio::test]
+async fn invalid_configuration_exits_2_before_touching_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_with(&[
+        ("DATA_DIR", dir.path().to_str().unwrap()),
+        ("RATE_LIMIT_LOGIN", "bogus"),
+    ]);
+    let commands: [&[&str]; 6] = [
+        &["users", "list"],
+        &["users", "disable", "ada"],
+        &["users", "enable", "ada"],
+        &[
+            "users",
+            "create",
+            "--email",
+            "ada@example.com",
+            "--username",
+            "ada",
+            "--password-stdin",
+        ],
+        &["migrate"],
+        &["migrate", "--check"],
+    ];
+    for args in commands {
+        let output = tessera(args, &env, Some(PASSWORD)).await;
+        assert_exit(&output, 2, &args.join(" "));
+        assert!(
+            text(&output.stderr).starts_with("error: RATE_LIMIT_LOGIN: "),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a database was created"
+    );
 }
