@@ -1,16 +1,46 @@
-//! The operator command line (B13): `tessera serve` and `tessera config check`.
+//! The operator command line (B13): `tessera serve`, `config check`, `keys list|rotate|prune`,
+//! `users create|disable|enable|list` and `migrate`.
+//!
+//! Every command reads the same configuration as `serve` (the environment, then `.env` in the
+//! working directory) and works on the database directly, so it runs next to live instances:
+//! they pick up key changes within KEY_RELOAD_SECONDS and revocations at once over Redis
+//! pub/sub, or within REVOCATION_POLL_MILLIS from the database. Exit status: 0 success, 1 the
+//! command failed, 2 invalid configuration or command line.
 
+use std::future::Future;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use serde_json::json;
+use tessera_core::password::{PasswordHasher, PasswordPolicy};
+use tessera_core::store::{SessionStore, StoreError, User, UserStore};
+use tessera_store::migrations::{self, MigrationInfo, MigrationStatus};
+use tessera_store::redis_bus::RedisBus;
+use zeroize::Zeroizing;
 
-use crate::config::{self, Config};
+use crate::accounts::{self, CreateError};
+use crate::config::{self, Config, Database};
+use crate::hashing::HashPool;
+use crate::state::unix_now;
+
+/// Shown under every subcommand's `--help`.
+const FOOTER: &str = "\
+Configuration: read from the environment, then from .env in the working directory (the same
+variables as `tessera serve`; DATABASE_URL, or DATA_DIR for the default SQLite file). See
+`tessera config check` and README.md.
+
+Exit status: 0 success; 1 the command failed (database unreachable, not found, refused);
+2 invalid configuration or command line.";
 
 /// Tessera: a JWT authentication server. Configuration comes from the environment and from a
 /// `.env` file in the working directory (see README.md for every variable).
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about, long_about = None)]
+#[command(name = "tessera", version, about, long_about = None, after_help = FOOTER)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -21,22 +51,94 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (zero configuration: an SQLite file under DATA_DIR, keys made on first start).
+    #[command(after_help = FOOTER)]
     Serve {
         /// Listen address; overrides BIND_ADDR (default 127.0.0.1:8000).
         #[arg(long)]
         bind: Option<SocketAddr>,
     },
     /// Manage the signing keys of a running deployment (managed key ring).
+    #[command(after_help = FOOTER)]
     Keys {
         /// What to do with them.
         #[command(subcommand)]
         action: KeysAction,
     },
     /// Inspect the configuration.
+    #[command(after_help = FOOTER)]
     Config {
         /// What to do with it.
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Manage accounts: create, disable, enable, list. Works on the database directly, next to
+    /// running instances.
+    #[command(after_help = FOOTER)]
+    Users {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+    /// Apply the pending database migrations of this version to DATABASE_URL (SQLite or
+    /// PostgreSQL) and print what was applied. `serve` applies them at start as well; run this
+    /// first to upgrade the schema as a separate deployment step.
+    #[command(after_help = FOOTER)]
+    Migrate {
+        /// Apply nothing: list applied and pending migrations and exit 1 when any is pending
+        /// (or the schema has a problem), 0 when the schema is current. Writes nothing, and
+        /// does not create a missing SQLite file.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// `tessera users ...`. Each opens the database like `serve` (applying pending migrations).
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Create an account with the rules of POST /register (email format, username alphabet,
+    /// password policy, argon2id hashing) and print its id. The password is read from stdin
+    /// with --password-stdin, or prompted for twice without echo on a terminal; it is never
+    /// an argument, which would show in `ps` and the shell history.
+    #[command(after_help = FOOTER)]
+    Create {
+        /// Email address (unique, case-insensitively).
+        #[arg(long)]
+        email: String,
+        /// Username: 3 to 32 letters, digits, dots, underscores or hyphens (unique,
+        /// case-insensitively).
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (everything up to end of input, one trailing
+        /// newline removed), e.g. `printf %s "$PW" | tessera users create ... --password-stdin`.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: it can no longer log in or refresh, and every live session is
+    /// revoked, so its access tokens are refused by every running instance (at once over
+    /// Redis when REDIS_URL is set, otherwise within REVOCATION_POLL_MILLIS).
+    #[command(after_help = FOOTER)]
+    Disable {
+        /// The account: email, username or numeric id.
+        user: String,
+    },
+    /// Enable a disabled account again: it can log in (its old sessions stay revoked).
+    #[command(after_help = FOOTER)]
+    Enable {
+        /// The account: email, username or numeric id.
+        user: String,
+    },
+    /// List accounts, oldest first: id, email, username, created, disabled (UTC, RFC 3339).
+    #[command(after_help = FOOTER)]
+    List {
+        /// At most this many accounts.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+        /// Skip this many accounts first (paging).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+        offset: i64,
+        /// Print a JSON array of {id, email, username, created_at, disabled_at} instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -46,8 +148,10 @@ pub enum Command {
 pub enum KeysAction {
     /// List access and refresh keys with their state now (published, signing, verify_only,
     /// retired) and their timetable.
+    #[command(after_help = FOOTER)]
     List,
     /// Add a new key: published (JWK set, verification) at once, signing after KEY_PUBLISH_DELAY.
+    #[command(after_help = FOOTER)]
     Rotate {
         /// Which key ring: access or refresh.
         #[arg(long, default_value = "access", value_parser = ["access", "refresh"])]
@@ -55,6 +159,7 @@ pub enum KeysAction {
     },
     /// Delete all but the newest N keys of each ring. Never the signing key; without --force,
     /// never a key that may still verify an unexpired token.
+    #[command(after_help = FOOTER)]
     Prune {
         /// How many keys to keep per ring (the seed's keep_count).
         #[arg(long, default_value_t = 2)]
@@ -70,6 +175,7 @@ pub enum KeysAction {
 pub enum ConfigAction {
     /// Check every variable and print the effective configuration, secrets redacted. Exits 2
     /// when a value is invalid.
+    #[command(after_help = FOOTER)]
     Check,
 }
 
@@ -100,6 +206,28 @@ pub fn config_check() -> ExitCode {
     }
 }
 
+/// Runs `command` on a single-threaded runtime: exit code 0 on success, 1 on failure (the
+/// error on stderr), or the code `command` chose.
+fn run_async<Fut>(command: Fut) -> ExitCode
+where
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `tessera keys ...`. Exit code 0 on success, 1 on failure, 2 on invalid configuration.
 pub fn keys_command(action: KeysAction) -> ExitCode {
     let config = match load_config() {
@@ -108,20 +236,10 @@ pub fn keys_command(action: KeysAction) -> ExitCode {
     };
     // The security events (key_rotated, key_pruned) go to stderr as JSON lines.
     crate::telemetry::init_with_writer(&config, std::io::stderr);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run_keys(action, &config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run_async(async move {
+        run_keys(action, &config).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn run_keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
@@ -177,4 +295,331 @@ async fn run_keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Passwords read from stdin longer than this (in bytes) are refused unread; the policy's
+/// limit is 128 characters.
+const MAX_STDIN_PASSWORD_BYTES: u64 = 4096;
+
+/// Runs `tessera users ...`. Exit code 0 on success, 1 on failure, 2 on invalid configuration
+/// or when `create` has no way to read a password.
+pub fn users_command(action: UsersAction) -> ExitCode {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // The security events (user_created, user_disabled, user_enabled) go to stderr as JSON
+    // lines, like the server's, for the audit trail.
+    crate::telemetry::init_with_writer(&config, std::io::stderr);
+    // The password is read before the database is opened, so a prompt is not interleaved
+    // with output, and after the configuration is checked, so it is not typed in vain.
+    let password = match &action {
+        UsersAction::Create { password_stdin, .. } => match read_password(*password_stdin) {
+            Ok(password) => Some(password),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    run_async(async move {
+        let (users, sessions) = crate::open_account_stores(&config.database).await?;
+        match action {
+            UsersAction::Create { email, username, .. } => {
+                let password = password.unwrap_or_default();
+                create_user(&config, users.as_ref(), email.trim(), username.trim(), password).await
+            }
+            UsersAction::Disable { user } => disable_user(&config, users.as_ref(), sessions.as_ref(), &user).await,
+            UsersAction::Enable { user } => enable_user(users.as_ref(), &user).await,
+            UsersAction::List { limit, offset, json } => list_users(users.as_ref(), limit, offset, json).await,
+        }
+    })
+}
+
+/// The new account's password: from stdin (`--password-stdin`), or prompted for twice
+/// without echo when stdin is a terminal. Anything else is a usage error (exit 2).
+fn read_password(from_stdin: bool) -> Result<Zeroizing<String>, ExitCode> {
+    let failed = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::FAILURE
+    };
+    if from_stdin {
+        let mut password = Zeroizing::new(String::new());
+        std::io::stdin()
+            .take(MAX_STDIN_PASSWORD_BYTES + 1)
+            .read_to_string(&mut password)
+            .map_err(|e| failed(format!("could not read the password from stdin: {e}")))?;
+        if password.len() as u64 > MAX_STDIN_PASSWORD_BYTES {
+            return Err(failed(format!(
+                "the password on stdin is longer than {MAX_STDIN_PASSWORD_BYTES} bytes"
+            )));
+        }
+        // `echo` and here-strings add one newline; strip exactly that.
+        let trimmed = password
+            .strip_suffix('\n')
+            .map(|p| p.strip_suffix('\r').unwrap_or(p))
+            .unwrap_or(&password);
+        return Ok(Zeroizing::new(trimmed.to_owned()));
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("error: no password: pass --password-stdin and write the password to standard input");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("Password: ").map_err(|e| failed(format!("could not read the password: {e}")))?,
+    );
+    let second = Zeroizing::new(
+        rpassword::prompt_password("Password (again): ")
+            .map_err(|e| failed(format!("could not read the password: {e}")))?,
+    );
+    if *first != *second {
+        return Err(failed("the passwords do not match".into()));
+    }
+    Ok(first)
+}
+
+async fn create_user(
+    config: &Config,
+    users: &dyn UserStore,
+    email: &str,
+    username: &str,
+    password: Zeroizing<String>,
+) -> anyhow::Result<ExitCode> {
+    // The server's hashing pool with the server's argon2id parameters (PASSWORD_HASH_*), one
+    // worker: the same code path as POST /register. The dummy salt only serves timing-safe
+    // verification of unknown users, which the CLI never does.
+    let mut dummy_salt = [0u8; 16];
+    OsRng.fill_bytes(&mut dummy_salt);
+    let hasher = PasswordHasher::new(config.password_params, &dummy_salt)?;
+    let hashing = HashPool::start(hasher, 1, 1).context("could not start the hashing thread")?;
+    let created = accounts::create(users, &hashing, &PasswordPolicy::default(), email, username, password).await;
+    match created {
+        Ok(user) => {
+            println!("{}", user.id);
+            tracing::info!(event = "user_created", user_id = user.id, username = %user.username, source = "cli", "account created by an operator");
+            eprintln!("created user {} ({} <{}>)", user.id, user.username, user.email);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CreateError::Invalid(errors)) => {
+            for error in errors {
+                eprintln!("error: {}: {} ({})", error.field, error.message, error.code);
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(CreateError::Store(StoreError::Conflict(field))) => {
+            eprintln!("error: an account with this {field} already exists");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(CreateError::Store(error)) => Err(error).context("could not create the account"),
+        Err(CreateError::Hashing(error)) => Err(error).context("could not hash the password"),
+    }
+}
+
+/// Finds the account an operator named by email, username or numeric id. A number that is
+/// both one account's id and another's username is refused as ambiguous.
+async fn find_user(users: &dyn UserStore, who: &str) -> anyhow::Result<User> {
+    let who = who.trim();
+    let by_login = users.find_by_login(who).await?;
+    let by_id = match who.parse::<i64>() {
+        Ok(id) => users.find_by_id(id).await?,
+        Err(_) => None,
+    };
+    match (by_id, by_login) {
+        (Some(a), Some(b)) if a.id != b.id => bail!(
+            "{who:?} is the id of user {} and the username of user {}; name the account by its email",
+            a.id,
+            b.id
+        ),
+        (Some(user), _) | (None, Some(user)) => Ok(user),
+        (None, None) => bail!("no account with email, username or id {who:?}"),
+    }
+}
+
+fn describe(user: &User) -> String {
+    format!("user {} ({} <{}>)", user.id, user.username, user.email)
+}
+
+async fn disable_user(
+    config: &Config,
+    users: &dyn UserStore,
+    sessions: &dyn SessionStore,
+    who: &str,
+) -> anyhow::Result<ExitCode> {
+    let user = find_user(users, who).await?;
+    let now = unix_now();
+    // Disabled first, then the sessions revoked: from here on a login or a refresh of this
+    // account is refused, so no new session can appear after the revocation.
+    if user.disabled_at.is_none() && !users.set_disabled(user.id, Some(now)).await? {
+        bail!("{} was deleted meanwhile", describe(&user));
+    }
+    let revoked = sessions.revoke_all(user.id, now).await?;
+    // The revocations are in the database, which every instance polls; Redis (when
+    // configured) tells them at once. Their access tokens are refused for as long as any
+    // issued before now can live: the access lifetime plus the leeway (as the server does).
+    let until = now + config.access_ttl_secs + config.leeway_secs;
+    let delivery = match &config.redis_url {
+        Some(url) if !revoked.is_empty() => {
+            let published = match RedisBus::new(url.expose(), &config.redis_prefix) {
+                Ok(bus) => crate::revocation::publish_revoked_sessions(&bus, &revoked, until).await,
+                Err(error) => Err(error),
+            };
+            match published {
+                Ok(()) => "at once (Redis pub/sub)".to_owned(),
+                Err(error) => {
+                    eprintln!("warning: could not publish the revocations on Redis ({error}); instances poll them");
+                    format!("within {} ms (database poll)", config.revocation_poll_millis)
+                }
+            }
+        }
+        _ => format!("within {} ms (database poll)", config.revocation_poll_millis),
+    };
+    tracing::info!(
+        event = "user_disabled",
+        user_id = user.id,
+        sessions_revoked = revoked.len(),
+        source = "cli",
+        "account disabled by an operator"
+    );
+    match user.disabled_at {
+        None => println!("disabled {}", describe(&user)),
+        Some(since) => println!(
+            "{} was already disabled (since {})",
+            describe(&user),
+            crate::http::rfc3339(since)
+        ),
+    }
+    println!(
+        "revoked {} live session(s); running instances refuse their access tokens {delivery}",
+        revoked.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enable_user(users: &dyn UserStore, who: &str) -> anyhow::Result<ExitCode> {
+    let user = find_user(users, who).await?;
+    if user.disabled_at.is_none() {
+        println!("{} is not disabled", describe(&user));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !users.set_disabled(user.id, None).await? {
+        bail!("{} was deleted meanwhile", describe(&user));
+    }
+    tracing::info!(
+        event = "user_enabled",
+        user_id = user.id,
+        source = "cli",
+        "account enabled by an operator"
+    );
+    println!("enabled {}: it can log in again", describe(&user));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_users(users: &dyn UserStore, limit: i64, offset: i64, as_json: bool) -> anyhow::Result<ExitCode> {
+    let page = users.list(limit, offset).await?;
+    let time = crate::http::rfc3339;
+    if as_json {
+        let rows: Vec<_> = page
+            .iter()
+            .map(|u| {
+                json!({
+                    "id": u.id,
+                    "email": u.email,
+                    "username": u.username,
+                    "created_at": time(u.created_at),
+                    "disabled_at": u.disabled_at.map(time),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let email_width = page.iter().map(|u| u.email.len()).max().unwrap_or(0).max(5);
+    let name_width = page.iter().map(|u| u.username.len()).max().unwrap_or(0).max(8);
+    println!(
+        "{:>8}  {:<email_width$}  {:<name_width$}  {:<20}  disabled",
+        "id", "email", "username", "created"
+    );
+    for user in &page {
+        println!(
+            "{:>8}  {:<email_width$}  {:<name_width$}  {:<20}  {}",
+            user.id,
+            user.email,
+            user.username,
+            time(user.created_at),
+            user.disabled_at.map_or_else(|| "-".to_owned(), time)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `tessera migrate [--check]`. Exit code 0 when the schema is (now) current, 1 when
+/// migrations are pending under --check, on a schema problem or on failure, 2 on invalid
+/// configuration.
+pub fn migrate_command(check: bool) -> ExitCode {
+    match load_config() {
+        Ok(config) => run_async(async move { migrate(&config.database, check).await }),
+        Err(code) => code,
+    }
+}
+
+async fn migration_status(database: &Database) -> anyhow::Result<MigrationStatus> {
+    let status = match database {
+        Database::Sqlite(path) => migrations::sqlite_status(path).await,
+        Database::Postgres(url) => migrations::postgres_status(url).await,
+    };
+    status.with_context(|| format!("could not read the migrations of {database}"))
+}
+
+fn migration_name(migration: &MigrationInfo) -> String {
+    format!("{:04} {}", migration.version, migration.description)
+}
+
+async fn migrate(database: &Database, check: bool) -> anyhow::Result<ExitCode> {
+    println!("database: {database}");
+    let before = migration_status(database).await?;
+    for problem in &before.problems {
+        eprintln!("error: {problem}");
+    }
+    if check {
+        if !before.database_exists {
+            println!("the database does not exist yet");
+        }
+        for migration in &before.applied {
+            println!("applied  {}", migration_name(migration));
+        }
+        for migration in &before.pending {
+            println!("pending  {}", migration_name(migration));
+        }
+        return Ok(if before.is_current() {
+            println!("schema is current");
+            ExitCode::SUCCESS
+        } else {
+            if !before.pending.is_empty() {
+                println!("{} migration(s) pending: run `tessera migrate`", before.pending.len());
+            }
+            ExitCode::FAILURE
+        });
+    }
+    if !before.problems.is_empty() {
+        bail!("the schema needs repair before migrating; nothing was applied");
+    }
+    if before.pending.is_empty() {
+        println!(
+            "schema is current ({} migration(s) applied, nothing to do)",
+            before.applied.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match database {
+        Database::Sqlite(path) => migrations::sqlite_apply(path).await,
+        Database::Postgres(url) => migrations::postgres_apply(url).await,
+    }
+    .with_context(|| format!("could not migrate {database}"))?;
+    let after = migration_status(database).await?;
+    for migration in after.applied.iter().filter(|m| !before.applied.contains(m)) {
+        println!("applied  {}", migration_name(migration));
+    }
+    if !after.is_current() {
+        bail!("the schema is still not current after migrating");
+    }
+    println!("schema is current ({} migration(s) applied)", after.applied.len());
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 //! - [`secrets`]: secrets from AWS Secrets Manager (`<NAME>_AWS_SECRET_ID`, feature `aws`) (S3).
 //! - [`state`]: [`state::AppState`], shared by handlers, and token issuing/verifying.
 //! - [`keys`]: configured secrets or the managed key ring, loaded at start (S3, B1).
+//! - [`accounts`]: account rules, hashing and insert shared by POST /register and the CLI.
 //! - [`auth`]: the [`auth::AuthUser`] extractor: Bearer or cookie, denylist, CSRF (S1, S2, B3).
 //! - [`http`]: routes per feature and the middleware stack.
 //! - [`error`], [`i18n`]: the unified error format in English and Chinese (S5).
@@ -18,8 +19,9 @@
 //! - [`token_cache`]: the in-process cache of verified claims (S8).
 //! - [`metrics`]: the Prometheus registry of this instance (S10).
 //! - [`telemetry`]: logging set-up (S6).
-//! - [`cli`]: `tessera serve`, `tessera config check`.
+//! - [`cli`]: `tessera serve`, `config check`, `keys`, `users`, `migrate`.
 
+pub mod accounts;
 pub mod auth;
 pub mod backends;
 pub mod cli;
@@ -109,6 +111,13 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
             }
         }
     })
+}
+
+/// Opens the account and session stores of a database (for `tessera users ...`; runs
+/// migrations like `serve`).
+pub async fn open_account_stores(database: &Database) -> anyhow::Result<(Arc<dyn UserStore>, Arc<dyn SessionStore>)> {
+    let stores = open_stores(database).await?;
+    Ok((stores.users, stores.sessions))
 }
 
 /// Opens the key store of a database (for `tessera keys ...`; runs migrations like `serve`).

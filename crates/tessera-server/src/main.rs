@@ -4,12 +4,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera_server::cli::{Cli, Command, ConfigAction, config_check, keys_command, load_config};
+use tessera_server::cli::{
+    Cli, Command, ConfigAction, config_check, keys_command, load_config, migrate_command, users_command,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys { action } => keys_command(action),
+        Command::Users { action } => users_command(action),
+        Command::Migrate { check } => migrate_command(check),
         Command::Config {
             action: ConfigAction::Check,
         } => config_check(),

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tessera_core::store::{Denylist, SessionStore};
+use tessera_core::store::{Denylist, SessionStore, StoreError};
 use tessera_store::memory::MemoryDenylist;
+use tessera_store::redis_bus::RedisBus;
 
 use crate::backends::RedisHealth;
 use crate::state::unix_now;
@@ -24,6 +25,22 @@ use crate::state::unix_now;
 /// How far back each poll looks, beyond the previous successful poll: covers transactions that
 /// committed with an earlier timestamp than our last read, and clock skew between instances.
 const POLL_OVERLAP_SECS: i64 = 5;
+
+/// The pub/sub message that refuses every access token of session `sid` until `until`.
+fn session_message(sid: &str, until: i64) -> String {
+    format!("s {sid} {until}")
+}
+
+/// Tells every running instance at once, over Redis pub/sub, that these sessions are revoked
+/// until `until`. For `tessera users disable`, which has no denylist of its own: the sessions
+/// are already revoked in the database, so a failure here only costs speed (the instances'
+/// database poll picks them up within REVOCATION_POLL_MILLIS).
+pub async fn publish_revoked_sessions(bus: &RedisBus, session_ids: &[String], until: i64) -> Result<(), StoreError> {
+    for sid in session_ids {
+        bus.publish(&session_message(sid, until)).await?;
+    }
+    Ok(())
+}
 
 /// The denylist of this instance, kept in step with the others.
 pub struct Revocations {
@@ -68,12 +85,7 @@ impl Revocations {
     }
 
     /// Loads the sessions revoked since `since` from the database into the local denylist.
-    async fn catch_up(
-        &self,
-        sessions: &dyn SessionStore,
-        since: i64,
-        access_lifetime: i64,
-    ) -> Result<(), tessera_core::store::StoreError> {
+    async fn catch_up(&self, sessions: &dyn SessionStore, since: i64, access_lifetime: i64) -> Result<(), StoreError> {
         let revoked = sessions.revoked_since(since).await?;
         let now = unix_now();
         for (sid, revoked_at) in revoked {
@@ -88,7 +100,7 @@ impl Revocations {
         sessions: Arc<dyn SessionStore>,
         access_lifetime: i64,
         poll_interval: Duration,
-    ) -> Result<(), tessera_core::store::StoreError> {
+    ) -> Result<(), StoreError> {
         // Everything revoked within one access lifetime may still have live tokens.
         let started = unix_now();
         self.catch_up(sessions.as_ref(), started - access_lifetime, access_lifetime)
@@ -122,7 +134,7 @@ impl Denylist for Revocations {
 
     fn revoke_session(&self, sid: &str, until: i64, now: i64) {
         self.local.revoke_session(sid, until, now);
-        self.publish(format!("s {sid} {until}"));
+        self.publish(session_message(sid, until));
     }
 
     fn is_revoked(&self, jti: &str, sid: &str, now: i64) -> bool {

@@ -7,6 +7,8 @@
 //! - [`postgres`]: PostgreSQL, for several instances sharing one database. Same schema and
 //!   semantics as SQLite (one contract suite judges both), migrations embedded and applied at
 //!   start under an advisory lock.
+//! - [`migrations`]: the embedded migrations against what a database has applied
+//!   (`tessera migrate`); reading the status never writes.
 //! - [`memory`]: in-process state that needs no durability of its own: the access-token
 //!   denylist (rebuilt from the database at start), and the single-instance rate limiter.
 //!
@@ -17,6 +19,7 @@
 //! Every write is one statement or one transaction, so a failure leaves nothing half done.
 
 pub mod memory;
+pub mod migrations;
 pub mod postgres;
 pub mod redis;
 pub mod redis_bus;

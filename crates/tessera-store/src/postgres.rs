@@ -68,7 +68,7 @@ impl PgStore {
             .map_err(store_error)?;
         // The migrator holds a Postgres advisory lock while it runs, so instances starting
         // together apply each migration once.
-        if let Err(error) = sqlx::migrate!("./migrations/postgres").run(&pool).await {
+        if let Err(error) = crate::migrations::POSTGRES_MIGRATOR.run(&pool).await {
             pool.close().await;
             return Err(migrate_error(error));
         }

@@ -66,7 +66,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(store_error)?;
-        sqlx::migrate!("./migrations/sqlite")
+        crate::migrations::SQLITE_MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tessera_core::password::Verification;
 use tessera_core::store::Denylist;
-use tessera_core::store::{NewSession, NewUser, Rotation, RotationOutcome, User};
+use tessera_core::store::{NewSession, Rotation, RotationOutcome, User};
 use zeroize::Zeroizing;
 
+use crate::accounts::{self, CreateError};
 use crate::auth::{AuthUser, check_csrf, reject_token};
 use crate::cookies::{self, REFRESH_COOKIE};
 use crate::error::{AppError, AppResult, ErrorCode, FieldError};
@@ -55,30 +56,6 @@ struct RegisterRequest {
     password: Option<String>,
 }
 
-/// A plausible email address: one `@`, a non-empty local part, a dotted domain, no spaces,
-/// at most 254 characters. Deliverability is not Tessera's concern.
-fn is_valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= 254
-        && !local.is_empty()
-        && local.len() <= 64
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// 3 to 32 characters of letters, digits, `.`, `_` and `-`.
-fn is_valid_username(username: &str) -> bool {
-    (3..=32).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
     match value {
         Some(value) => value,
@@ -99,38 +76,24 @@ async fn register(
     let email = required(request.email, "email", &mut errors).trim().to_owned();
     let username = required(request.username, "username", &mut errors).trim().to_owned();
     let password = Zeroizing::new(required(request.password, "password", &mut errors));
-    if errors.is_empty() {
-        if !is_valid_email(&email) {
-            errors.push(FieldError::new("email", "invalid_email", "not a valid email address"));
-        }
-        if !is_valid_username(&username) {
-            errors.push(FieldError::new(
-                "username",
-                "invalid_username",
-                "must be 3 to 32 letters, digits, dots, underscores or hyphens",
-            ));
-        }
-        if let Err(violations) = state.policy.check(&password, &email, &username) {
-            errors.extend(
-                violations
-                    .iter()
-                    .map(|v| FieldError::new("password", v.code(), v.to_string())),
-            );
-        }
-    }
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let password_hash = state.hashing.hash(password).await.map_err(|e| hash_error(&state, e))?;
-    let user = state
-        .users
-        .create(NewUser {
-            email,
-            username,
-            password_hash,
-            created_at: unix_now(),
-        })
-        .await?;
+    // The same checks, hashing and insert as `tessera users create`: one function for both.
+    let user = accounts::create(
+        &*state.users,
+        &state.hashing,
+        &state.policy,
+        &email,
+        &username,
+        password,
+    )
+    .await
+    .map_err(|error| match error {
+        CreateError::Invalid(errors) => AppError::Validation(errors),
+        CreateError::Hashing(error) => hash_error(&state, error),
+        CreateError::Store(error) => AppError::from(error),
+    })?;
     tracing::info!(event = "register", user_id = user.id, username = %user.username, ip_address = %ip, "account registered");
     let body = json!({ "user_id": user.id, "email": user.email, "username": user.username });
     Ok((StatusCode::CREATED, rate_limit::headers(&decision), axum::Json(body)).into_response())
@@ -523,38 +486,4 @@ async fn logout_all(
         axum::Json(body),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_check_accepts_plain_addresses_only() {
-        for good in ["a@example.com", "first.last+tag@sub.example.co"] {
-            assert!(is_valid_email(good), "{good}");
-        }
-        for bad in [
-            "",
-            "a",
-            "a@b",
-            "@example.com",
-            "a@@example.com",
-            "a b@example.com",
-            "a@.com",
-            "a@example.",
-            "a@exa mple.com",
-        ] {
-            assert!(!is_valid_email(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn username_check_allows_a_safe_alphabet() {
-        assert!(is_valid_username("alice_01"));
-        assert!(!is_valid_username("al"));
-        assert!(!is_valid_username("alice smith"));
-        assert!(!is_valid_username(&"a".repeat(33)));
-        assert!(!is_valid_username("<script>"));
-    }
 }

@@ -6,6 +6,7 @@ mod helpers;
 
 mod agent;
 mod aws;
+mod cli_users;
 mod config_cli;
 mod cookies;
 mod csrf;
