@@ -265,6 +265,14 @@ async fn disable_revokes_sessions_and_blocks_login_until_enable(setup: &Setup) {
     let stdout = text(&output.stdout);
     assert!(stdout.contains(&format!("disabled user {}", user.id)), "{stdout}");
     assert!(stdout.contains("revoked 2 live session(s)"), "{stdout}");
+    // The audit event, as a JSON line on stderr (S6).
+    let event = text(&output.stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["event"] == "user_disabled")
+        .unwrap_or_else(|| panic!("no user_disabled line: {}", text(&output.stderr)));
+    assert_eq!(event["user_id"], user.id);
+    assert_eq!(event["sessions_revoked"], 2);
     let waited = wait_until_refused(app, &first.access, Duration::from_secs(5)).await;
     eprintln!("users disable took {cli_time:?}; the server refused the token {waited:?} after it returned");
     assert_token_rejected(app.profile(&second.access).await, "invalid_token").await;

@@ -31,7 +31,7 @@ struct Server {
     lines: Arc<Mutex<Vec<String>>>,
     address: String,
     metrics_address: String,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Drop for Server {
@@ -90,7 +90,7 @@ impl Server {
             address: format!("http://{}", startup["address"].as_str().unwrap()),
             metrics_address: format!("http://{}", startup["metrics_address"].as_str().unwrap()),
             lines,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -345,6 +345,27 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
     let response = login(&client, &server, "bob@example.com", WRONG_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 
+    // A disabled account (`tessera users disable`, on the same database).
+    let response = client
+        .post(server.url("/register"))
+        .json(&json!({ "email": "carol@example.com", "username": "carol", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let output = Command::new(BINARY)
+        .args(["users", "disable", "carol"])
+        .env_clear()
+        .current_dir(server.dir.path())
+        .env("DATA_DIR", server.dir.path())
+        .env("SECRET_KEY", ACCESS_SECRET)
+        .env("REFRESH_SECRET_KEY", REFRESH_SECRET)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let response = login(&client, &server, "carol", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
     // An access token past its exp (leeway 0).
     let sixth = read_login(login(&client, &server, "alice@example.com", PASSWORD).await).await;
     keep(&mut secrets, &sixth);
@@ -411,7 +432,7 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
     let alice = json!(alice_id);
     let local = json!("127.0.0.1");
     let register = server.events("register").await;
-    assert_eq!(register.len(), 2);
+    assert_eq!(register.len(), 3);
     assert_fields(
         &register[0],
         &[
@@ -437,6 +458,9 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         "{reasons:?}"
     );
     assert_eq!(reasons.iter().filter(|r| **r == "locked").count(), 1, "{reasons:?}");
+    let disabled: Vec<_> = failures.iter().filter(|l| l["reason"] == "disabled").collect();
+    assert_eq!(disabled.len(), 1, "{reasons:?}");
+    assert_eq!(disabled[0]["email"], "carol");
     assert_fields(
         &failures[0],
         &[
@@ -538,10 +562,10 @@ async fn security_events_request_ids_metrics_and_no_secret_in_any_line() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
-    // 6 successes; failures: 11 wrong passwords, 1 unknown user, 1 locked.
+    // 6 successes; failures: 11 wrong passwords, 1 unknown user, 1 locked, 1 disabled.
     assert_eq!(sample(&text, r#"auth_login_attempts_total{status="success"}"#), 6.0);
-    assert_eq!(sample(&text, r#"auth_login_attempts_total{status="failure"}"#), 13.0);
-    assert_eq!(sample(&text, "auth_login_duration_seconds_count"), 19.0);
+    assert_eq!(sample(&text, r#"auth_login_attempts_total{status="failure"}"#), 14.0);
+    assert_eq!(sample(&text, "auth_login_duration_seconds_count"), 20.0);
     assert_eq!(sample(&text, "auth_token_refresh_total"), 2.0);
     assert_eq!(sample(&text, "auth_refresh_reuse_detected_total"), 1.0);
     assert_eq!(sample(&text, "auth_csrf_failures_total"), 1.0);
