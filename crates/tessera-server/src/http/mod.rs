@@ -10,6 +10,7 @@ mod agent;
 mod health;
 mod jwks;
 mod metrics;
+pub mod openapi;
 mod profile;
 mod sessions;
 
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .merge(jwks::router())
+        .merge(openapi::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
