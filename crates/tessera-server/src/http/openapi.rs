@@ -64,6 +64,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
         openapi_doc,
         docs_redirect_doc,
         docs_page_doc,
+        docs_asset_doc,
     ),
     components(schemas(ErrorBody, ErrorCode), responses(
         BadRequest,
@@ -79,7 +80,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
         InternalError,
         Unavailable,
     )),
-    modifiers(&SecuritySchemes, &SharedResponses),
+    modifiers(&SecuritySchemes, &SharedResponses, &OptionalBodies),
     tags(
         (name = "auth", description = "Registration, login, token refresh and logout"),
         (name = "sessions", description = "A user's own sessions"),
@@ -118,7 +119,7 @@ pub struct ErrorBody {
     /// More about the error: `{"errors": [{"field","code","message"}]}` for
     /// `validation_error`, `{"field"}` for `conflict`, `{"limit","retry_after"}` for
     /// `rate_limited`; `null` otherwise (always for 5xx).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     details: Option<serde_json::Value>,
 }
 
@@ -348,3 +349,41 @@ fn docs_redirect_doc() {}
 )]
 #[allow(dead_code)] // The annotation's carrier: `utoipa-swagger-ui` serves the route.
 fn docs_page_doc() {}
+
+/// `GET /docs/{file}`: the API page's scripts, styles and icons, embedded in the binary.
+#[utoipa::path(
+    get,
+    path = "/docs/{file}",
+    tag = "docs",
+    params(("file" = String, Path, description = "A file of the page, e.g. `swagger-ui-bundle.js`.")),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "text/html"),
+            (String = "text/plain"),
+            (Vec<u8> = "image/png"),
+        )),
+        (status = 404, response = NotFound),
+    ),
+)]
+#[allow(dead_code)] // The annotation's carrier: `utoipa-swagger-ui` serves the route.
+fn docs_asset_doc() {}
+
+/// Request bodies that may be left out: `POST /refresh` with no body uses the refresh cookie.
+/// (`#[utoipa::path]` marks every declared body required.)
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let body = openapi
+            .paths
+            .paths
+            .get_mut("/refresh")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.request_body.as_mut());
+        if let Some(body) = body {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}

@@ -15,6 +15,7 @@ mod load;
 mod login;
 mod logout;
 mod metrics;
+mod openapi;
 mod profile;
 mod refresh;
 mod register;
