@@ -58,7 +58,8 @@ pub(super) struct RegisterRequest {
     #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,32}$", example = "alice")]
     username: Option<String>,
     /// Must pass the password policy (length, not common, not the email or username).
-    #[schema(value_type = String, required = true, format = Password, example = "correct horse battery staple")]
+    #[schema(value_type = String, required = true, format = Password, min_length = 8, max_length = 128,
+        example = "correct horse battery staple")]
     password: Option<String>,
 }
 
@@ -177,11 +178,11 @@ pub(super) async fn register(
 /// `POST /login`, as JSON or form-encoded: `email` or `username` names the account.
 #[derive(Deserialize, ToSchema)]
 pub(super) struct LoginRequest {
-    /// The account's email or username (`email` wins when both are given).
-    #[schema(max_length = 254, example = "alice@example.com")]
+    /// The account's email or username (`email` wins when both are given; at most 254
+    /// characters).
+    #[schema(example = "alice@example.com")]
     email: Option<String>,
     /// The account's username or email.
-    #[schema(max_length = 254)]
     username: Option<String>,
     /// At most 1024 bytes.
     #[schema(value_type = String, required = true, format = Password, example = "correct horse battery staple")]

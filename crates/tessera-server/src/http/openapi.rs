@@ -15,6 +15,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -80,7 +81,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
         InternalError,
         Unavailable,
     )),
-    modifiers(&SecuritySchemes, &SharedResponses, &OptionalBodies),
+    modifiers(&SecuritySchemes, &SharedResponses, &OptionalBodies, &LoginNamesAccount),
     tags(
         (name = "auth", description = "Registration, login, token refresh and logout"),
         (name = "sessions", description = "A user's own sessions"),
@@ -385,5 +386,31 @@ impl Modify for OptionalBodies {
         if let Some(body) = body {
             body.required = Some(utoipa::openapi::Required::False);
         }
+    }
+}
+
+/// `POST /login` needs `email` or `username` (a non-blank one): `anyOf` the two, which the
+/// derive cannot express.
+struct LoginNamesAccount;
+
+impl Modify for LoginNamesAccount {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let Some(login) = schemas.remove("LoginRequest") else {
+            return;
+        };
+        let names = |field: &str| {
+            ObjectBuilder::new()
+                .property(
+                    field,
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"\S")),
+                )
+                .required(field)
+        };
+        let either = AnyOfBuilder::new().item(names("email")).item(names("username"));
+        let schema = AllOfBuilder::new().item(login).item(either);
+        schemas.insert("LoginRequest".to_owned(), schema.into());
     }
 }
