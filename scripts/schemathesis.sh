@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-VENV=${VENV:-.venv-ci}
+VENV=$(realpath -m "${VENV:-.venv-ci}")
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-100}
 WALL_SECS=${SCHEMATHESIS_WALL_SECS:-300}
 BIN=${1:-}
@@ -82,7 +82,8 @@ run() {
   local label=$1 access=$2
   shift 2
   echo "==> schemathesis: $label"
-  timeout --kill-after=10 "$WALL_SECS" "$VENV/bin/schemathesis" --no-color run "$BASE/openapi.json" \
+  # From the temporary directory: schemathesis keeps a crash cache in its working directory.
+  (cd "$WORK" && timeout --kill-after=10 "$WALL_SECS" "$VENV/bin/schemathesis" --no-color run "$BASE/openapi.json" \
     --checks "$CHECKS" \
     ${EXCLUDE_CHECKS:+--exclude-checks "$EXCLUDE_CHECKS"} \
     --max-examples "$MAX_EXAMPLES" \
@@ -91,7 +92,7 @@ run() {
     --request-timeout 10 \
     --header "Authorization: Bearer $access" \
     --suppress-health-check too_slow,filter_too_much \
-    "$@"
+    "$@")
 }
 
 status=0

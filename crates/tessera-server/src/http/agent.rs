@@ -63,7 +63,11 @@ pub(super) struct ChatResponse {
     ),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
 )]
-pub(super) async fn chat(_user: AuthUser, lang: Lang, ApiJson(request): ApiJson<ChatRequest>) -> AppResult<Json<ChatResponse>> {
+pub(super) async fn chat(
+    _user: AuthUser,
+    lang: Lang,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> AppResult<Json<ChatResponse>> {
     let message = request
         .message
         .ok_or_else(|| AppError::Validation(vec![FieldError::new("message", "missing", "field required")]))?;

@@ -14,8 +14,8 @@ use axum::http::{HeaderValue, header};
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -152,10 +152,7 @@ fn integer_header(description: &str) -> Header {
 fn with_rate_limit_headers(builder: ResponseBuilder) -> ResponseBuilder {
     builder
         .header("X-RateLimit-Limit", integer_header("Requests allowed in the window."))
-        .header(
-            "X-RateLimit-Remaining",
-            integer_header("Requests left in the window."),
-        )
+        .header("X-RateLimit-Remaining", integer_header("Requests left in the window."))
         .header(
             "X-RateLimit-Reset",
             integer_header("Unix time (seconds) when the window is full again."),

@@ -131,7 +131,10 @@ async fn the_document_is_openapi_3_1_and_lists_exactly_the_served_routes() {
     let documented = documented_operations(&doc);
     let undocumented: Vec<_> = expected.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&expected).collect();
-    assert!(undocumented.is_empty(), "routes without documentation: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes without documentation: {undocumented:?}"
+    );
     assert!(extra.is_empty(), "documented but not routed: {extra:?}");
 
     // And the running router serves every documented operation: no 404 from the fallback,
@@ -158,7 +161,9 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     match value.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let pointer = reference.strip_prefix('#').expect("a local $ref");
-            let target = doc.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {reference}"));
+            let target = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling $ref {reference}"));
             resolve(doc, target)
         }
         None => value,
@@ -204,7 +209,13 @@ async fn every_documented_status_has_a_schema_and_errors_have_the_unified_shape(
     required.sort_unstable();
     assert_eq!(required, ["details", "error", "message"]);
     let codes = &resolve(&doc, &error_body["properties"]["error"])["enum"];
-    for code in ["invalid_token", "token_expired", "csrf_failed", "rate_limited", "validation_error"] {
+    for code in [
+        "invalid_token",
+        "token_expired",
+        "csrf_failed",
+        "rate_limited",
+        "validation_error",
+    ] {
         assert!(codes.as_array().unwrap().iter().any(|c| c == code), "{code} in {codes}");
     }
 
@@ -217,11 +228,16 @@ async fn every_documented_status_has_a_schema_and_errors_have_the_unified_shape(
             let responses = operation["responses"].as_object().unwrap();
             assert!(responses.keys().any(|s| s.starts_with('2') || s.starts_with('3')));
             for (status, response) in responses {
-                let code: u16 = status.parse().unwrap_or_else(|_| panic!("{method} {path}: status {status}"));
+                let code: u16 = status
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{method} {path}: status {status}"));
                 let response = resolve(&doc, response);
                 assert!(response["description"].is_string(), "{method} {path} {status}");
                 if matches!(code, 204 | 303 | 304) {
-                    assert!(response.get("content").is_none(), "{method} {path} {status} has no body");
+                    assert!(
+                        response.get("content").is_none(),
+                        "{method} {path} {status} has no body"
+                    );
                     continue;
                 }
                 let content = response["content"]
@@ -229,7 +245,10 @@ async fn every_documented_status_has_a_schema_and_errors_have_the_unified_shape(
                     .unwrap_or_else(|| panic!("{method} {path} {status} has no content"));
                 assert!(!content.is_empty());
                 for (media_type, media) in content {
-                    assert!(media.get("schema").is_some(), "{method} {path} {status} {media_type}: no schema");
+                    assert!(
+                        media.get("schema").is_some(),
+                        "{method} {path} {status} {media_type}: no schema"
+                    );
                 }
                 if code >= 400 {
                     assert_eq!(
@@ -241,7 +260,12 @@ async fn every_documented_status_has_a_schema_and_errors_have_the_unified_shape(
                     assert!(response["headers"].get("WWW-Authenticate").is_some());
                 }
                 if code == 429 {
-                    for name in ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"] {
+                    for name in [
+                        "Retry-After",
+                        "X-RateLimit-Limit",
+                        "X-RateLimit-Remaining",
+                        "X-RateLimit-Reset",
+                    ] {
                         assert!(response["headers"].get(name).is_some(), "{method} {path} 429 {name}");
                     }
                 }
@@ -308,7 +332,10 @@ async fn the_docs_page_works_offline_from_its_own_assets() {
     assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
     assert_eq!(header(&headers, "cache-control"), Some("no-store"));
     let csp = header(&headers, "content-security-policy").unwrap();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     let html = response.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
