@@ -10,7 +10,10 @@
 //! both ways, so a route without documentation fails CI.
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response as HttpResponse};
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
@@ -20,7 +23,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, RefOr, Response, ResponseBu
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::error::ErrorCode;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 /// Where the OpenAPI document is served.
@@ -33,6 +36,21 @@ pub const DOCS_PATH: &str = "/docs";
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
+
+/// The files of Swagger UI's distribution the page loads (`index.html` and what it links to,
+/// the OAuth2 redirect page); the rest of the distribution is not served (and is trimmed out of
+/// the binary, see `.cargo/config.toml`).
+pub const SHIPPED_FILES: [&str; 9] = [
+    "index.html",
+    "index.css",
+    "swagger-ui.css",
+    "swagger-ui-bundle.js",
+    "swagger-ui-standalone-preset.js",
+    "swagger-initializer.js",
+    "favicon-32x32.png",
+    "favicon-16x16.png",
+    "oauth2-redirect.html",
+];
 
 /// The OpenAPI document of every route.
 #[derive(OpenApi)]
@@ -103,10 +121,24 @@ pub fn router() -> Router<AppState> {
     let ui = SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, ApiDoc::openapi())
         .config(config);
-    Router::from(ui).layer(SetResponseHeaderLayer::if_not_present(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(DOCS_CSP),
-    ))
+    Router::from(ui)
+        .route_layer(middleware::from_fn(only_shipped_files))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_CSP),
+        ))
+}
+
+/// 404 for any file under `/docs/` but the page's own ([`SHIPPED_FILES`]).
+async fn only_shipped_files(request: Request, next: Next) -> HttpResponse {
+    let path = request.uri().path();
+    let file = path.strip_prefix(DOCS_PATH).and_then(|rest| rest.strip_prefix('/'));
+    match file {
+        Some(file) if !file.is_empty() && !SHIPPED_FILES.contains(&file) => {
+            AppError::Code(ErrorCode::NotFound).into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// The error body every error response has (S5).
@@ -353,13 +385,12 @@ fn docs_page_doc() {}
     get,
     path = "/docs/{file}",
     tag = "docs",
-    params(("file" = String, Path, description = "A file of the page, e.g. `swagger-ui-bundle.js`.")),
+    params(("file" = String, Path, description = "A file of the page (`SHIPPED_FILES`), e.g. `swagger-ui-bundle.js`.")),
     responses(
         (status = 200, description = "The file.", content(
             (String = "text/javascript"),
             (String = "text/css"),
             (String = "text/html"),
-            (String = "text/plain"),
             (Vec<u8> = "image/png"),
         )),
         (status = 404, response = NotFound),

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tessera_server::http::openapi::{DOCS_PATH, OPENAPI_PATH};
+use tessera_server::http::openapi::{DOCS_PATH, OPENAPI_PATH, SHIPPED_FILES};
 
 use crate::helpers::{TestApp, assert_error, header, spawn_app};
 
@@ -367,6 +367,26 @@ async fn the_docs_page_works_offline_from_its_own_assets() {
             assert!(script.contains("\"validatorUrl\": \"none\""), "{script}");
             assert!(!script.contains("http://") && !script.contains("https://"), "{script}");
         }
+    }
+}
+
+#[tokio::test]
+async fn the_docs_serve_the_shipped_files_only() {
+    let app = spawn_app().await;
+    for file in SHIPPED_FILES {
+        let response = app.get(&format!("/docs/{file}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{file}");
+        assert!(response.bytes().await.unwrap().len() > 100, "{file} is not empty");
+    }
+    // The rest of Swagger UI's distribution (source maps, other bundles) is not served.
+    for file in [
+        "swagger-ui-bundle.js.map",
+        "swagger-ui-es-bundle.js",
+        "swagger-ui.js",
+        "swagger-ui.css.map",
+    ] {
+        let response = app.get(&format!("/docs/{file}")).send().await.unwrap();
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
     }
 }
 
