@@ -105,6 +105,7 @@ fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldEr
     }
 }
 
+/// Creates an account.
 #[utoipa::path(
     post,
     path = "/register",
@@ -249,6 +250,9 @@ fn token_response(state: &AppState, lang: Lang, message_key: &str, access: &str,
     (StatusCode::OK, headers, axum::Json(body)).into_response()
 }
 
+/// Logs in: starts a session and returns its first token pair.
+///
+/// The account is named by `email` or `username`. Rate limited per client IP and per account.
 #[utoipa::path(
     post,
     path = "/login",
@@ -461,6 +465,7 @@ struct RefreshRequest {
     refresh_token: Option<String>,
 }
 
+/// Exchanges a refresh token for a new token pair (rotation with reuse detection).
 #[utoipa::path(
     post,
     path = "/refresh",
@@ -602,6 +607,7 @@ pub(super) async fn refresh(
     ))
 }
 
+/// Ends the current session.
 #[utoipa::path(
     post,
     path = "/logout",
@@ -643,6 +649,7 @@ pub(super) async fn logout(
         .into_response())
 }
 
+/// Ends every session of the user.
 #[utoipa::path(
     post,
     path = "/logout/all",

@@ -42,6 +42,7 @@ pub(super) struct ChatResponse {
     response: String,
 }
 
+/// The protected API: an echoing agent.
 #[utoipa::path(
     post,
     path = "/agent/chat",

@@ -55,6 +55,7 @@ struct Jwk {
     e: Option<String>,
 }
 
+/// The public keys that verify access tokens (RFC 7517 JWK set).
 #[utoipa::path(
     get,
     path = "/.well-known/jwks.json",

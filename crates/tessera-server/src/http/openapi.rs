@@ -37,10 +37,11 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
      img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// The files of Swagger UI's distribution the page loads (`index.html` and what it links to,
-/// the OAuth2 redirect page); the rest of the distribution is not served (and is trimmed out of
-/// the binary, see `.cargo/config.toml`).
-pub const SHIPPED_FILES: [&str; 9] = [
+/// The files of Swagger UI's distribution the page loads (`index.html` and what it links to);
+/// the rest of the distribution is not served (and is trimmed out of the binary, see
+/// `.cargo/config.toml`). Not the OAuth2 redirect page: Tessera is no OAuth2 provider, and its
+/// inline script would not run under [`DOCS_CSP`] anyway.
+pub const SHIPPED_FILES: [&str; 8] = [
     "index.html",
     "index.css",
     "swagger-ui.css",
@@ -49,7 +50,6 @@ pub const SHIPPED_FILES: [&str; 9] = [
     "swagger-initializer.js",
     "favicon-32x32.png",
     "favicon-16x16.png",
-    "oauth2-redirect.html",
 ];
 
 /// The OpenAPI document of every route.
@@ -334,8 +334,8 @@ fn add_shared(operation: &mut Operation, shared: &[(&str, &str)]) {
     }
 }
 
-/// `GET /metrics`, served by `http::metrics` (documented here, its module belongs to the
-/// observability code).
+// Documented here: the handler, `http::metrics::metrics`, belongs to the observability code.
+/// Prometheus metrics (S10).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -348,7 +348,7 @@ fn add_shared(operation: &mut Operation, shared: &[(&str, &str)]) {
 #[allow(dead_code)] // The annotation's carrier: the handler is `http::metrics::metrics`.
 fn metrics_doc() {}
 
-/// `GET /openapi.json`: this document.
+/// This document.
 #[utoipa::path(
     get,
     path = "/openapi.json",
@@ -358,7 +358,7 @@ fn metrics_doc() {}
 #[allow(dead_code)] // The annotation's carrier: `utoipa-swagger-ui` serves the route.
 fn openapi_doc() {}
 
-/// `GET /docs`: redirects to the API page.
+/// The API page, moved to `/docs/`.
 #[utoipa::path(
     get,
     path = "/docs",
@@ -369,8 +369,9 @@ fn openapi_doc() {}
 #[allow(dead_code)] // The annotation's carrier: `utoipa-swagger-ui` serves the route.
 fn docs_redirect_doc() {}
 
-/// `GET /docs/`: the interactive API page (Swagger UI). Its scripts and styles are served
-/// under `/docs/` from the binary.
+/// The interactive API page (Swagger UI).
+///
+/// Its scripts and styles are served under `/docs/`, from the server itself: no network needed.
 #[utoipa::path(
     get,
     path = "/docs/",
@@ -380,7 +381,7 @@ fn docs_redirect_doc() {}
 #[allow(dead_code)] // The annotation's carrier: `utoipa-swagger-ui` serves the route.
 fn docs_page_doc() {}
 
-/// `GET /docs/{file}`: the API page's scripts, styles and icons, embedded in the binary.
+/// The API page's scripts, styles and icons.
 #[utoipa::path(
     get,
     path = "/docs/{file}",

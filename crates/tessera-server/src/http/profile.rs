@@ -49,7 +49,7 @@ pub(super) struct FullProfile {
     created_at: String,
 }
 
-/// Claims only: no store is touched.
+/// The user, from the access token's claims alone (no database query).
 #[utoipa::path(
     get,
     path = "/profile",
@@ -75,7 +75,7 @@ pub(super) async fn profile(user: AuthUser) -> Json<Profile> {
     })
 }
 
-/// One query by primary key; a deleted account is 404.
+/// The stored account: one query by primary key; a deleted account is 404.
 #[utoipa::path(
     get,
     path = "/profile/full",

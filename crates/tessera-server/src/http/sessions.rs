@@ -59,6 +59,7 @@ struct SessionList {
     sessions: Vec<SessionView>,
 }
 
+/// Lists the user's live sessions.
 #[utoipa::path(
     get,
     path = "/sessions",
@@ -92,6 +93,7 @@ pub(super) async fn list_sessions(State(state): State<AppState>, user: AuthUser)
     Ok(axum::Json(SessionList { sessions }).into_response())
 }
 
+/// Ends one of the user's sessions (another user's id is 404).
 #[utoipa::path(
     delete,
     path = "/sessions/{id}",
