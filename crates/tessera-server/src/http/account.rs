@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
 use tessera_core::password::Verification;
 use tessera_core::store::Denylist;
 use tessera_core::store::{NewSession, Rotation, RotationOutcome, User};
+use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use crate::accounts::{self, CreateError};
@@ -49,11 +49,27 @@ fn hash_error(state: &AppState, error: HashError) -> AppError {
     }
 }
 
-#[derive(Deserialize)]
-struct RegisterRequest {
+/// `POST /register`.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct RegisterRequest {
+    /// An email address (at most 254 characters).
+    #[schema(value_type = String, required = true, max_length = 254, format = Email, example = "alice@example.com")]
     email: Option<String>,
+    /// 3 to 32 letters, digits, `.`, `_` and `-`.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9._-]{3,32}$", example = "alice")]
     username: Option<String>,
+    /// Must pass the password policy (length, not common, not the email or username).
+    #[schema(value_type = String, required = true, format = Password, min_length = 8, max_length = 128,
+        example = "correct horse battery staple")]
     password: Option<String>,
+}
+
+/// The account just created.
+#[derive(Serialize, ToSchema)]
+struct RegisterResponse {
+    user_id: i64,
+    email: String,
+    username: String,
 }
 
 fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
@@ -66,7 +82,27 @@ fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldEr
     }
 }
 
-async fn register(
+/// Creates an account.
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "auth",
+    request_body(content((RegisterRequest = "application/json"))),
+    responses(
+        (status = 201, description = "Account created.", body = RegisterResponse,
+            headers(
+                ("X-RateLimit-Limit" = u64, description = "Registrations allowed in the window (RATE_LIMIT_REGISTER, per IP)."),
+                ("X-RateLimit-Remaining" = u64, description = "Registrations left in the window."),
+                ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
+            )),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub(super) async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiJson(request): ApiJson<RegisterRequest>,
@@ -95,29 +131,76 @@ async fn register(
         CreateError::Store(error) => AppError::from(error),
     })?;
     tracing::info!(event = "register", user_id = user.id, username = %user.username, ip_address = %ip, "account registered");
-    let body = json!({ "user_id": user.id, "email": user.email, "username": user.username });
+    let body = RegisterResponse {
+        user_id: user.id,
+        email: user.email,
+        username: user.username,
+    };
     Ok((StatusCode::CREATED, rate_limit::headers(&decision), axum::Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
+/// `POST /login`, as JSON or form-encoded: `email` or `username` names the account.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LoginRequest {
+    /// The account's email or username (`email` wins when both are given; at most 254
+    /// characters).
+    #[schema(example = "alice@example.com")]
     email: Option<String>,
+    /// The account's username or email.
     username: Option<String>,
+    /// At most 1024 bytes.
+    #[schema(value_type = String, required = true, format = Password, example = "correct horse battery staple")]
     password: Option<String>,
+}
+
+/// The body of a successful login or refresh (the contract table). The two tokens are left out
+/// when TOKEN_DELIVERY=cookie.
+#[derive(Serialize, ToSchema)]
+struct TokenResponse {
+    /// "Login successful" or "Token refreshed", in the client's language.
+    message: &'static str,
+    /// The access token (a JWT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<String>,
+    /// The refresh token (a JWT); each refresh returns a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    /// Always `bearer`.
+    #[schema(example = "bearer")]
+    token_type: &'static str,
+    /// Lifetime of the access token in seconds.
+    expires_in: i64,
+    /// The CSRF token to send as `X-CSRF-Token` with cookie-authenticated POST and DELETE.
+    csrf_token: String,
+}
+
+/// `{"message"}`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MessageResponse {
+    /// A human-readable message in the client's language.
+    pub(super) message: &'static str,
+}
+
+/// `POST /logout/all`.
+#[derive(Serialize, ToSchema)]
+struct LogoutAllResponse {
+    /// A human-readable message in the client's language.
+    message: &'static str,
+    /// How many sessions were ended.
+    sessions_revoked: usize,
 }
 
 /// The login response and the refresh response share this shape (S1, the contract table).
 fn token_response(state: &AppState, lang: Lang, message_key: &str, access: &str, refresh: &str, sid: &str) -> Response {
     let delivery = state.config.token_delivery;
-    let mut body = Map::new();
-    body.insert("message".into(), json!(message(message_key, lang)));
-    if delivery.uses_body() {
-        body.insert("access_token".into(), json!(access));
-        body.insert("refresh_token".into(), json!(refresh));
-    }
-    body.insert("token_type".into(), json!("bearer"));
-    body.insert("expires_in".into(), json!(state.config.access_ttl_secs));
-    body.insert("csrf_token".into(), json!(state.keys.csrf.token_for(sid)));
+    let body = TokenResponse {
+        message: message(message_key, lang),
+        access_token: delivery.uses_body().then(|| access.to_owned()),
+        refresh_token: delivery.uses_body().then(|| refresh.to_owned()),
+        token_type: "bearer",
+        expires_in: state.config.access_ttl_secs,
+        csrf_token: state.keys.csrf.token_for(sid),
+    };
     let mut headers = HeaderMap::new();
     if delivery.uses_cookies() {
         for cookie in cookies::set_tokens(&state.config, access, refresh) {
@@ -127,10 +210,39 @@ fn token_response(state: &AppState, lang: Lang, message_key: &str, access: &str,
     // RFC 6749 section 5.1: token responses must not be cached.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    (StatusCode::OK, headers, axum::Json(Value::Object(body))).into_response()
+    (StatusCode::OK, headers, axum::Json(body)).into_response()
 }
 
-async fn login(
+/// Logs in: starts a session and returns its first token pair.
+///
+/// The account is named by `email` or `username`. Rate limited per client IP and per account.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged in: a new session. Sets the `access_token` cookie \
+            (Path=/) and the `refresh_token` cookie (Path=/refresh) unless TOKEN_DELIVERY=body.",
+            body = TokenResponse,
+            headers(
+                ("Set-Cookie" = String, description = "`access_token` and `refresh_token`, HttpOnly, with COOKIE_SECURE and COOKIE_SAMESITE."),
+                ("X-RateLimit-Limit" = u64, description = "Login attempts allowed in the window (the stricter of per IP and per account)."),
+                ("X-RateLimit-Remaining" = u64, description = "Attempts left in the window."),
+                ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
+            )),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub(super) async fn login(
     State(state): State<AppState>,
     lang: Lang,
     ClientIp(ip): ClientIp,
@@ -315,12 +427,36 @@ async fn start_session(
     ))
 }
 
-#[derive(Deserialize)]
+/// `POST /refresh` with the token in the body. With no body, the refresh cookie is used.
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
+    /// The refresh token from the last login or refresh.
     refresh_token: Option<String>,
 }
 
-async fn refresh(
+/// Exchanges a refresh token for a new token pair (rotation with reuse detection).
+#[utoipa::path(
+    post,
+    path = "/refresh",
+    tag = "auth",
+    request_body(
+        description = "The refresh token as JSON; or no body, and the `refresh_token` cookie with \
+            `X-CSRF-Token`.",
+        content((RefreshRequest = "application/json")),
+    ),
+    responses(
+        (status = 200, description = "A new token pair; the refresh token presented is spent (a second use \
+            revokes the whole session).", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "The new `access_token` and `refresh_token` cookies."))),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security((), ("cookie" = [], "csrf" = [])),
+)]
+pub(super) async fn refresh(
     State(state): State<AppState>,
     lang: Lang,
     ClientIp(ip): ClientIp,
@@ -440,7 +576,22 @@ async fn refresh(
     ))
 }
 
-async fn logout(
+/// Ends the current session.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The session is ended and the access token refused from now on.",
+            body = MessageResponse,
+            headers(("Set-Cookie" = String, description = "Both token cookies, cleared."))),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+)]
+pub(super) async fn logout(
     State(state): State<AppState>,
     user: AuthUser,
     lang: Lang,
@@ -456,7 +607,9 @@ async fn logout(
         .revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
     state.deny_sessions([claims.sid.as_str()], now);
     tracing::info!(event = "logout", user_id = claims.user_id, ip_address = %ip, "logged out");
-    let body = json!({ "message": message("logout_success", lang) });
+    let body = MessageResponse {
+        message: message("logout_success", lang),
+    };
     Ok((
         StatusCode::OK,
         cookies::clear_tokens_headers(&state.config),
@@ -465,7 +618,21 @@ async fn logout(
         .into_response())
 }
 
-async fn logout_all(
+/// Ends every session of the user.
+#[utoipa::path(
+    post,
+    path = "/logout/all",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Every session of the user is ended.", body = LogoutAllResponse,
+            headers(("Set-Cookie" = String, description = "Both token cookies, cleared."))),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+)]
+pub(super) async fn logout_all(
     State(state): State<AppState>,
     user: AuthUser,
     lang: Lang,
@@ -479,7 +646,10 @@ async fn logout_all(
         .revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
     state.deny_sessions(revoked.iter().map(String::as_str).chain([claims.sid.as_str()]), now);
     tracing::info!(event = "logout_all", user_id = claims.user_id, ip_address = %ip, sessions_revoked = revoked.len(), "logged out everywhere");
-    let body = json!({ "message": message("logout_all_success", lang), "sessions_revoked": revoked.len() });
+    let body = LogoutAllResponse {
+        message: message("logout_all_success", lang),
+        sessions_revoked: revoked.len(),
+    };
     Ok((
         StatusCode::OK,
         cookies::clear_tokens_headers(&state.config),

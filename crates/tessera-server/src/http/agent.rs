@@ -2,8 +2,8 @@
 
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, FieldError};
@@ -26,12 +26,49 @@ pub fn router(state: &AppState) -> Router<AppState> {
     )
 }
 
-#[derive(Deserialize)]
-struct ChatRequest {
+/// `POST /agent/chat`.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct ChatRequest {
+    /// 1 to 4000 characters, not only whitespace.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4000, example = "hello")]
     message: Option<String>,
 }
 
-async fn chat(_user: AuthUser, lang: Lang, ApiJson(request): ApiJson<ChatRequest>) -> AppResult<Json<Value>> {
+/// The agent's answer.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ChatResponse {
+    /// `AI reply: <message>` (`AI回复: <message>` for Chinese clients).
+    #[schema(example = "AI reply: hello")]
+    response: String,
+}
+
+/// The protected API: an echoing agent.
+#[utoipa::path(
+    post,
+    path = "/agent/chat",
+    tag = "api",
+    request_body(content((ChatRequest = "application/json"))),
+    responses(
+        (status = 200, description = "The agent's reply.", body = ChatResponse,
+            headers(
+                ("X-RateLimit-Limit" = u64, description = "Requests allowed in the window (RATE_LIMIT_API, per user)."),
+                ("X-RateLimit-Remaining" = u64, description = "Requests left in the window."),
+                ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
+            )),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+)]
+pub(super) async fn chat(
+    _user: AuthUser,
+    lang: Lang,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> AppResult<Json<ChatResponse>> {
     let message = request
         .message
         .ok_or_else(|| AppError::Validation(vec![FieldError::new("message", "missing", "field required")]))?;
@@ -53,5 +90,7 @@ async fn chat(_user: AuthUser, lang: Lang, ApiJson(request): ApiJson<ChatRequest
         Lang::En => "AI reply: ",
         Lang::Zh => "AI回复: ",
     };
-    Ok(Json(json!({ "response": format!("{prefix}{message}") })))
+    Ok(Json(ChatResponse {
+        response: format!("{prefix}{message}"),
+    }))
 }

@@ -44,6 +44,46 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The browser demo (register, log in, chat, sessions, log out) over the cookie + CSRF flow.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "demo",
+    responses((status = 200, description = "The demo page.", body = String, content_type = "text/html")),
+)]
+#[allow(dead_code)] // The annotation's carrier: the route's handler is the closure above.
+pub(super) fn demo_page_doc() {}
+
+/// The demo's script.
+#[utoipa::path(
+    get,
+    path = "/demo/app.js",
+    tag = "demo",
+    responses((status = 200, description = "The demo's script.", body = String, content_type = "text/javascript")),
+)]
+#[allow(dead_code)] // The annotation's carrier: the route's handler is the closure above.
+pub(super) fn demo_script_doc() {}
+
+/// The demo's style sheet.
+#[utoipa::path(
+    get,
+    path = "/demo/app.css",
+    tag = "demo",
+    responses((status = 200, description = "The demo's style sheet.", body = String, content_type = "text/css")),
+)]
+#[allow(dead_code)] // The annotation's carrier: the route's handler is the closure above.
+pub(super) fn demo_style_doc() {}
+
+/// The demo's icon.
+#[utoipa::path(
+    get,
+    path = "/demo/favicon.svg",
+    tag = "demo",
+    responses((status = 200, description = "The demo's icon.", body = String, content_type = "image/svg+xml")),
+)]
+#[allow(dead_code)] // The annotation's carrier: the route's handler is the closure above.
+pub(super) fn demo_icon_doc() {}
+
 /// One embedded file with its content type and the demo's security policy.
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (

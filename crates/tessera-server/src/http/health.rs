@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -14,14 +15,51 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Readiness {
+    /// `ready`, or `degraded` when Redis is down (the server runs on local state).
+    #[schema(value_type = String, pattern = "^(ready|degraded)$")]
+    status: &'static str,
+    /// Always `up` in a 200 (a down database is a 503).
+    #[schema(value_type = String, pattern = "^up$")]
+    database: &'static str,
+    /// `up`, `down` or `disabled` (no REDIS_URL).
+    #[schema(value_type = String, pattern = "^(up|down|disabled)$")]
+    redis: &'static str,
+}
+
 /// The process is up.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Liveness: the process is up.", body = Health)),
+)]
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// The process can serve: the database answers. Without Redis it still serves, on local
 /// state, and says so: `"status": "degraded"` (B9).
-async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Readiness: the database answers.", body = Readiness),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> AppResult<Json<Readiness>> {
     // A probe must get its answer quickly, whatever the pool's acquire timeout.
     let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.users.ping()).await;
     match ping {
@@ -45,5 +83,9 @@ async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
         Some(_) => "down",
     };
     let status = if redis == "down" { "degraded" } else { "ready" };
-    Ok(Json(json!({ "status": status, "database": "up", "redis": redis })))
+    Ok(Json(Readiness {
+        status,
+        database: "up",
+        redis,
+    }))
 }

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
@@ -19,7 +20,59 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/.well-known/jwks.json", get(jwks))
 }
 
-async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// An RFC 7517 JWK set (the schema of `tessera_core::keys::JwkSet`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only: the set is `tessera_core::keys::JwkSet`.
+struct JwkSet {
+    /// The public keys that verify access tokens: signing, pre-published and still verifying.
+    keys: Vec<Jwk>,
+}
+
+/// One public key (RFC 7517, 7518, 8037).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only: the key is `tessera_core::keys::Jwk`.
+struct Jwk {
+    /// `OKP` (Ed25519), `EC` (P-256) or `RSA`.
+    kty: String,
+    /// The key id, as in the tokens' `kid` header.
+    kid: Option<String>,
+    /// `EdDSA`, `ES256` or `RS256`.
+    alg: Option<String>,
+    /// `sig`.
+    #[schema(rename = "use")]
+    use_: Option<String>,
+    /// Permitted operations.
+    key_ops: Option<Vec<String>>,
+    /// `Ed25519` or `P-256`.
+    crv: Option<String>,
+    /// Base64url public key (OKP) or x coordinate (EC).
+    x: Option<String>,
+    /// Base64url y coordinate (EC).
+    y: Option<String>,
+    /// Base64url modulus (RSA).
+    n: Option<String>,
+    /// Base64url exponent (RSA).
+    e: Option<String>,
+}
+
+/// The public keys that verify access tokens (RFC 7517 JWK set).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "operations",
+    params(("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier response.")),
+    responses(
+        (status = 200, description = "The public keys (never HMAC keys).", body = JwkSet,
+            content_type = "application/jwk-set+json",
+            headers(
+                ("ETag" = String, description = "Changes when the key set changes."),
+                ("Cache-Control" = String, description = "`public, max-age=N`: short enough to see a new key before it signs."),
+            )),
+        (status = 304, description = "Not modified: the ETag matches.",
+            headers(("ETag" = String, description = "The current ETag."))),
+    ),
+)]
+pub(super) async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let set = state.keys.access.load().jwks();
     let body = serde_json::to_vec(&set).unwrap_or_default();
     let digest = Sha256::digest(&body);

@@ -11,6 +11,7 @@ mod demo;
 mod health;
 mod jwks;
 mod metrics;
+pub mod openapi;
 mod profile;
 mod sessions;
 
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())
+        .merge(openapi::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -4,7 +4,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -28,26 +29,81 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
 }
 
-/// Claims only: no store is touched.
-async fn profile(user: AuthUser) -> Json<Value> {
-    Json(json!({
-        "user_id": user.claims.user_id,
-        "username": user.claims.username,
-        "session_id": user.claims.sid,
-    }))
+/// `GET /profile`: the token's claims.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Profile {
+    user_id: i64,
+    username: String,
+    session_id: String,
 }
 
-/// One query by primary key; a deleted account is 404.
-async fn profile_full(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<Value>> {
+/// `GET /profile/full`: the stored account.
+#[derive(Serialize, ToSchema)]
+pub(super) struct FullProfile {
+    id: i64,
+    #[schema(format = Email)]
+    email: String,
+    username: String,
+    /// RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// The user, from the access token's claims alone (no database query).
+#[utoipa::path(
+    get,
+    path = "/profile",
+    tag = "api",
+    responses(
+        (status = 200, description = "From the token's claims alone.", body = Profile,
+            headers(
+                ("X-RateLimit-Limit" = u64, description = "Requests allowed in the window (RATE_LIMIT_API, per user)."),
+                ("X-RateLimit-Remaining" = u64, description = "Requests left in the window."),
+                ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
+            )),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+)]
+pub(super) async fn profile(user: AuthUser) -> Json<Profile> {
+    Json(Profile {
+        user_id: user.claims.user_id,
+        username: user.claims.username.clone(),
+        session_id: user.claims.sid.clone(),
+    })
+}
+
+/// The stored account: one query by primary key; a deleted account is 404.
+#[utoipa::path(
+    get,
+    path = "/profile/full",
+    tag = "api",
+    responses(
+        (status = 200, description = "The stored account.", body = FullProfile,
+            headers(
+                ("X-RateLimit-Limit" = u64, description = "Requests allowed in the window (RATE_LIMIT_API, per user)."),
+                ("X-RateLimit-Remaining" = u64, description = "Requests left in the window."),
+                ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
+            )),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+)]
+pub(super) async fn profile_full(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<FullProfile>> {
     let account = state
         .users
         .find_by_id(user.claims.user_id)
         .await?
         .ok_or(AppError::Code(ErrorCode::NotFound))?;
-    Ok(Json(json!({
-        "id": account.id,
-        "email": account.email,
-        "username": account.username,
-        "created_at": crate::http::rfc3339(account.created_at),
-    })))
+    Ok(Json(FullProfile {
+        id: account.id,
+        email: account.email,
+        username: account.username,
+        created_at: crate::http::rfc3339(account.created_at),
+    }))
 }

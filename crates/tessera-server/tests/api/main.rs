@@ -18,6 +18,7 @@ mod login;
 mod logout;
 mod metrics;
 mod observability;
+mod openapi;
 mod profile;
 mod refresh;
 mod register;
