@@ -4,7 +4,8 @@
 // refresh_token on Path=/refresh); this script never sees them and never stores a token.
 // State-changing requests carry the CSRF token as X-CSRF-Token. That token comes from the
 // JSON body of /login and /refresh and is kept in this module's memory only (not in
-// localStorage, sessionStorage or a cookie), so a reload means signing in again.
+// localStorage, sessionStorage or a cookie). After a reload, GET /refresh/csrf (which the
+// HttpOnly refresh cookie reaches) gives the session's CSRF token back, so the session goes on.
 //
 // Transparent refresh: a protected request answered 401 triggers one POST /refresh (the
 // browser adds the refresh cookie) and one retry. Requests that fail at the same time share a
@@ -289,14 +290,21 @@ async function start() {
   $('#sessions-reload').addEventListener('click', loadSessions);
   $('#logout').addEventListener('click', () => onLogout('/logout'));
   $('#logout-all').addEventListener('click', () => onLogout('/logout/all'));
-  // A fresh page has no CSRF token, so any earlier cookie session cannot make state-changing
-  // requests from here; a GET (which needs no CSRF token) tells whether one is still around.
-  const probe = await send('GET', '/profile');
-  signedOut(
-    probe.status === 200
-      ? `A session for ${probe.data.username} is still open in this browser, but its CSRF token stayed with the page that logged in. Log in again to use this page.`
-      : undefined,
-  );
+  // A fresh page (a reload, a new tab) has the cookies but no CSRF token yet: the refresh
+  // cookie gets it back, then /profile (refreshing first if the access cookie has expired)
+  // says whose session this is. No refresh cookie, or a session ended meanwhile: signed out.
+  const restored = await send('GET', '/refresh/csrf');
+  if (restored.status === 200 && restored.data && typeof restored.data.csrf_token === 'string') {
+    csrfToken = restored.data.csrf_token;
+    const profile = await api('GET', '/profile');
+    if (profile.status === 200) {
+      signedIn(profile.data.username);
+      await loadSessions();
+      return;
+    }
+  }
+  // (A failed refresh has signed out already, with its notice.)
+  if ($('#status').dataset.state !== 'out') signedOut();
 }
 
 start();

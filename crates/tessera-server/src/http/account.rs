@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tessera_core::password::Verification;
 use tessera_core::store::Denylist;
@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/register", post(register))
         .route("/login", post(login))
         .route("/refresh", post(refresh))
+        .route("/refresh/csrf", get(refresh_csrf))
         .route("/logout", post(logout))
         .route("/logout/all", post(logout_all))
 }
@@ -432,6 +433,48 @@ async fn start_session(
 struct RefreshRequest {
     /// The refresh token from the last login or refresh.
     refresh_token: Option<String>,
+}
+
+/// `GET /refresh/csrf`: the CSRF token of the refresh cookie's session.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CsrfResponse {
+    /// Send it as `X-CSRF-Token` with cookie-authenticated POST/DELETE requests, `/refresh`
+    /// included.
+    csrf_token: String,
+}
+
+/// The CSRF token of the session whose refresh cookie the browser holds.
+///
+/// A page loaded afresh (a reload, a new tab) has the HttpOnly cookies but not the CSRF token
+/// that came in the login's body; this gives it back, so the page can refresh and carry on. The
+/// refresh cookie (Path=/refresh) reaches this path and no other outside `/refresh`. Safe as a
+/// GET: it changes nothing, and another site can make the browser send it but cannot read the
+/// answer (same-origin policy; CORS only for CORS_ORIGINS). A token for a session revoked since
+/// is useless: `/refresh` still refuses it.
+#[utoipa::path(
+    get,
+    path = "/refresh/csrf",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The session's CSRF token.", body = CsrfResponse),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("refresh_cookie" = [])),
+)]
+pub(super) async fn refresh_csrf(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> AppResult<axum::Json<CsrfResponse>> {
+    let Some(token) = cookies::read(&headers, REFRESH_COOKIE) else {
+        return Err(AppError::Code(ErrorCode::NotAuthenticated));
+    };
+    let claims = state
+        .verify_refresh(&token, unix_now())
+        .map_err(|e| reject_token(&e, &token, &ip))?;
+    Ok(axum::Json(CsrfResponse {
+        csrf_token: state.keys.csrf.token_for(&claims.sid),
+    }))
 }
 
 /// Exchanges a refresh token for a new token pair (rotation with reuse detection).

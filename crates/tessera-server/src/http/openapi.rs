@@ -69,6 +69,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
         super::account::register,
         super::account::login,
         super::account::refresh,
+        super::account::refresh_csrf,
         super::account::logout,
         super::account::logout_all,
         super::sessions::list_sessions,
@@ -290,6 +291,13 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 "access_token",
                 "The HttpOnly access-token cookie set by /login and /refresh.",
+            ))),
+        );
+        components.add_security_scheme(
+            "refresh_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "refresh_token",
+                "The HttpOnly refresh-token cookie (Path=/refresh) set by /login and /refresh.",
             ))),
         );
         components.add_security_scheme(

@@ -176,3 +176,48 @@ async fn twenty_concurrent_refreshes_of_one_token_leave_exactly_one_live_chain()
     let sessions = app.sessions(&next.access).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
 }
+
+/// A reloaded page has the cookies but not the login's CSRF token: `GET /refresh/csrf` (the
+/// refresh cookie reaches `/refresh/*`) gives it back, and only for a valid refresh token.
+#[tokio::test]
+async fn refresh_csrf_gives_a_reloaded_page_its_csrf_token_back() {
+    let app = spawn_app().await;
+    let (_user, login) = app.new_session().await;
+    let csrf_of = |cookie: String| app.get("/refresh/csrf").header("cookie", cookie).send();
+
+    let response = csrf_of(login.refresh_cookie()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(response.headers(), "cache-control"), Some("no-store"));
+    let body: Value = response.json().await.unwrap();
+    assert_keys(&body, &["csrf_token"]);
+    assert_eq!(body["csrf_token"], login.csrf.as_str());
+
+    // With it, the cookie refresh the page needs goes through.
+    let response = app
+        .post("/refresh")
+        .header("cookie", login.refresh_cookie())
+        .header("x-csrf-token", body["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // No cookie; an access token in the refresh cookie; a tampered token: refused.
+    let response = app.get("/refresh/csrf").send().await.unwrap();
+    assert_error(response, StatusCode::UNAUTHORIZED, "not_authenticated").await;
+    let response = csrf_of(format!("refresh_token={}", login.access)).await.unwrap();
+    assert_token_rejected(response, "invalid_token").await;
+    let mut tampered = login.refresh.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let response = csrf_of(format!("refresh_token={tampered}")).await.unwrap();
+    assert_token_rejected(response, "invalid_token").await;
+    // Only a GET: it changes nothing.
+    let response = app
+        .post("/refresh/csrf")
+        .header("cookie", login.refresh_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}
