@@ -12,9 +12,11 @@
 # `tessera_bench` and a private Redis key prefix), and SQLite with EdDSA tokens (/profile only).
 #
 # Options: --smoke, --seconds N, --connections N, --backends "sqlite pg eddsa",
-#          --out FILE (also write the table there).
+#          --out FILE (also write the table there),
+#          --server PATH (bench another `tessera` binary, e.g. an older build, for an A/B).
 # Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/tessera_bench; the
-#   database is dropped and created), BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+#   database is dropped and created), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
+#   BENCH_SERVER_ENV (extra VAR=value settings for every server, e.g. "HASH_WORKERS=1").
 # The numbers come from here, never from a timed assertion: the smoke run checks that every
 # scenario runs and answers, not how fast.
 set -euo pipefail
@@ -26,6 +28,7 @@ login_connections=16
 backends="sqlite pg eddsa"
 smoke=0
 out=""
+server_bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1; seconds=1; connections=4; login_connections=2 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
     --connections) connections="$2"; shift ;;
     --backends) backends="$2"; shift ;;
     --out) out="$2"; shift ;;
+    --server) server_bin="$2"; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -45,7 +49,7 @@ redis_url="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 echo "==> building release binaries" >&2
 cargo build --release --locked -p tessera-server -p tessera-bench >&2
 target_dir="${CARGO_TARGET_DIR:-target}"
-tessera="$target_dir/release/tessera"
+tessera="${server_bin:-$target_dir/release/tessera}"
 loadgen="$target_dir/release/tessera-bench"
 
 work="$(mktemp -d)"
@@ -72,7 +76,7 @@ start_server() { # label, then VAR=value pairs
     LOG_LEVEL=INFO LOG_FORMAT=json \
     RATE_LIMIT_LOGIN=100000000/minute RATE_LIMIT_REGISTER=100000000/minute \
     RATE_LIMIT_API=100000000/minute RATE_LIMIT_LOGIN_ACCOUNT=100000000/minute \
-    COOKIE_SECURE=false "$@" \
+    COOKIE_SECURE=false "$@" ${BENCH_SERVER_ENV:-} \
     "$tessera" serve >"$work/$label/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
@@ -129,8 +133,8 @@ done
   echo "Load before the run ended: $(uptime | sed 's/.*load average/load average/')"
   echo "Run: ${seconds} s per scenario after a warm-up, $connections connections (login: $login_connections), $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "| backend | scenario | conns | req/s | p50 ms | p99 ms | non-2xx |"
-  echo "|---|---|---:|---:|---:|---:|---:|"
+  echo "| backend | scenario | conns | req/s | p50 ms | p99 ms | non-2xx | RSS after, MiB |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
   grep '^ROW|' "$results" | sed 's/^ROW//; s/$/|/'
   echo
   grep '^NOTE|' "$results" | sed 's/^NOTE|/- /'

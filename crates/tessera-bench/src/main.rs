@@ -8,7 +8,8 @@
 //! runs at the same time as a fixed-rate `/profile` stream whose latency is measured from the
 //! moment each request was due (no coordinated omission).
 //!
-//! Output lines start with `ROW|` (a table row, `|`-separated) or `NOTE|` (a measured fact or a
+//! Output lines start with `ROW|` (a table row, `|`-separated, ending with the server's RSS
+//! right after the scenario) or `NOTE|` (a measured fact or a
 //! ratio); the script assembles them. Usage: `tessera-bench --addr 127.0.0.1:18080 --pid 1234
 //! --label SQLite [--seconds 10] [--connections 64] [--only profile]`.
 
@@ -295,9 +296,10 @@ fn row(args: &Args, scenario: &str, connections: usize, outcome: &Outcome) {
         let codes: Vec<String> = statuses.iter().map(u16::to_string).collect();
         format!("{} ({})", outcome.tally.failed, codes.join(","))
     };
+    let rss = rss_mib(args.pid).map_or_else(|| "-".to_owned(), |mib| format!("{mib:.1}"));
     println!(
-        "ROW|{}|{}|{}|{:.0}|{:.2}|{:.2}|{}",
-        args.label, scenario, connections, outcome.rps, outcome.p50_ms, outcome.p99_ms, failed
+        "ROW|{}|{}|{}|{:.0}|{:.2}|{:.2}|{}|{}",
+        args.label, scenario, connections, outcome.rps, outcome.p50_ms, outcome.p99_ms, failed, rss
     );
 }
 
