@@ -111,7 +111,13 @@ impl Conn {
         })
     }
 
-    async fn send(&mut self, method: Method, path: &str, bearer: Option<&str>, json: Option<Bytes>) -> Result<(StatusCode, Bytes)> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes)> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -350,13 +356,21 @@ async fn accounts(args: &Args) -> Result<Vec<Account>> {
             "password": password,
         });
         let (status, body) = conn
-            .send(Method::POST, "/register", None, Some(serde_json::to_vec(&register)?.into()))
+            .send(
+                Method::POST,
+                "/register",
+                None,
+                Some(serde_json::to_vec(&register)?.into()),
+            )
             .await?;
         if status != StatusCode::CREATED {
             bail!("register answered {status}: {}", String::from_utf8_lossy(&body));
         }
-        let login_json: Bytes = serde_json::to_vec(&serde_json::json!({ "username": username, "password": password }))?.into();
-        let (status, body) = conn.send(Method::POST, "/login", None, Some(login_json.clone())).await?;
+        let login_json: Bytes =
+            serde_json::to_vec(&serde_json::json!({ "username": username, "password": password }))?.into();
+        let (status, body) = conn
+            .send(Method::POST, "/login", None, Some(login_json.clone()))
+            .await?;
         if status != StatusCode::OK {
             bail!("login answered {status}: {}", String::from_utf8_lossy(&body));
         }
@@ -418,10 +432,7 @@ async fn bench(args: Args) -> Result<()> {
         if let Some(healthz) = healthz_rps {
             note(
                 &args,
-                &format!(
-                    "/profile / /healthz = {:.2} (target >= 0.85)",
-                    outcome.rps / healthz
-                ),
+                &format!("/profile / /healthz = {:.2} (target >= 0.85)", outcome.rps / healthz),
             );
         }
         profile = Some(outcome.rps);

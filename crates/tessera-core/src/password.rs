@@ -111,7 +111,13 @@ impl PasswordHasher {
             version: Some(Version::V0x13.into()),
             params: ParamsString::try_from(self.argon.params()).map_err(|_| PasswordError::Hashing)?,
             salt: Some(salt.as_salt()),
-            hash: Some(compute(&self.argon, password, &salt.as_salt(), Params::DEFAULT_OUTPUT_LEN, memory)?),
+            hash: Some(compute(
+                &self.argon,
+                password,
+                &salt.as_salt(),
+                Params::DEFAULT_OUTPUT_LEN,
+                memory,
+            )?),
         };
         Ok(hash.to_string())
     }
@@ -122,7 +128,12 @@ impl PasswordHasher {
     }
 
     /// [`PasswordHasher::verify`] working in `memory`, which is kept for the next call.
-    pub fn verify_in(&self, password: &str, stored: &str, memory: &mut HashMemory) -> Result<Verification, PasswordError> {
+    pub fn verify_in(
+        &self,
+        password: &str,
+        stored: &str,
+        memory: &mut HashMemory,
+    ) -> Result<Verification, PasswordError> {
         let parsed = PasswordHash::new(stored).map_err(|_| PasswordError::InvalidHash)?;
         // As argon2's own `verify_password`: no salt or no hash to compare is a wrong password.
         let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
@@ -137,7 +148,8 @@ impl PasswordHasher {
             .unwrap_or_default();
         let params = Params::try_from(&parsed).map_err(|_| PasswordError::InvalidHash)?;
         let argon = Argon2::new(algorithm, version, params);
-        let computed = compute(&argon, password, &salt, expected.len(), memory).map_err(|_| PasswordError::InvalidHash)?;
+        let computed =
+            compute(&argon, password, &salt, expected.len(), memory).map_err(|_| PasswordError::InvalidHash)?;
         // `Output`'s equality is constant-time.
         if computed == expected {
             Ok(Verification::Valid {
@@ -194,7 +206,9 @@ pub struct HashMemory {
 
 impl std::fmt::Debug for HashMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashMemory").field("blocks", &self.blocks.len()).finish()
+        f.debug_struct("HashMemory")
+            .field("blocks", &self.blocks.len())
+            .finish()
     }
 }
 
@@ -342,7 +356,11 @@ mod tests {
     fn reused_memory_gives_argon2s_own_hashes_and_verdicts() {
         use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
         let hasher = PasswordHasher::new(fast(), &[1; 16]).unwrap();
-        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(256, 1, 1, None).unwrap());
+        let reference = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 1, 1, None).unwrap(),
+        );
         let mut memory = HashMemory::default();
         for (i, password) in ["first password", "second, longer password", ""].iter().enumerate() {
             let salt = [i as u8 + 3; 16];
@@ -358,20 +376,30 @@ mod tests {
                 hasher.verify_in(password, &theirs, &mut memory).unwrap(),
                 Verification::Valid { needs_rehash: false }
             );
-            assert_eq!(hasher.verify_in("wrong", &theirs, &mut memory).unwrap(), Verification::Invalid);
+            assert_eq!(
+                hasher.verify_in("wrong", &theirs, &mut memory).unwrap(),
+                Verification::Invalid
+            );
         }
         // A stored hash with a larger m grows the memory; a smaller one uses part of it.
-        let bigger = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(512, 1, 1, None).unwrap())
-            .hash_password(b"pw", &SaltString::encode_b64(&[9; 16]).unwrap())
-            .unwrap()
-            .to_string();
+        let bigger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(512, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &SaltString::encode_b64(&[9; 16]).unwrap())
+        .unwrap()
+        .to_string();
         assert_eq!(
             hasher.verify_in("pw", &bigger, &mut memory).unwrap(),
             Verification::Valid { needs_rehash: true }
         );
         assert_eq!(memory.blocks.len(), 512);
         let smaller = hasher.hash_in("pw", &[4; 16], &mut memory).unwrap();
-        assert!(matches!(hasher.verify_in("pw", &smaller, &mut memory), Ok(Verification::Valid { .. })));
+        assert!(matches!(
+            hasher.verify_in("pw", &smaller, &mut memory),
+            Ok(Verification::Valid { .. })
+        ));
     }
 
     #[test]

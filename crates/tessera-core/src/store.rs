@@ -159,6 +159,7 @@ pub enum RotationOutcome {
 /// What a refresh found: the account is gone or disabled (nothing was rotated), or the rotation
 /// outcome and the account's current username.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "returned once per refresh, never stored")]
 pub enum RefreshRotation {
     /// The session's account no longer exists or is disabled; the session was not rotated.
     AccountInactive,
