@@ -98,11 +98,17 @@ stop_server() {
   server_pid=""
 }
 
+# The server's hashing threads: its default (half the cores) unless BENCH_SERVER_ENV sets them.
+hash_workers=$(( ($(nproc) + 1) / 2 ))
+for setting in ${BENCH_SERVER_ENV:-}; do
+  case "$setting" in HASH_WORKERS=*) hash_workers="${setting#HASH_WORKERS=}" ;; esac
+done
+
 drive() { # label, extra tessera-bench arguments
   local label="$1"; shift
   echo "==> $label" >&2
   "$loadgen" --addr "127.0.0.1:$port" --pid "$server_pid" --label "$label" --seconds "$seconds" \
-    --connections "$connections" --login-connections "$login_connections" --hash "$hash_params" "$@" \
+    --connections "$connections" --login-connections "$login_connections" --hash "$hash_params" --hash-workers "$hash_workers" "$@" \
     | tee -a "$results" >&2
 }
 

@@ -41,6 +41,8 @@ struct Args {
     only: Vec<String>,
     users: usize,
     hash: PasswordParams,
+    /// The server's HASH_WORKERS, for the login overhead ratio.
+    hash_workers: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -54,6 +56,7 @@ fn parse_args() -> Result<Args> {
         only: Vec::new(),
         users: 8,
         hash: PasswordParams::default(),
+        hash_workers: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +68,7 @@ fn parse_args() -> Result<Args> {
             "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
             "--connections" => args.connections = value()?.parse().context("--connections")?,
             "--login-connections" => args.login_connections = value()?.parse().context("--login-connections")?,
+            "--hash-workers" => args.hash_workers = Some(value()?.parse().context("--hash-workers")?),
             "--users" => args.users = value()?.parse().context("--users")?,
             "--only" => args.only = value()?.split(',').map(str::to_owned).collect(),
             "--hash" => {
@@ -466,6 +470,16 @@ async fn bench(args: Args) -> Result<()> {
                 outcome.rps / bound
             ),
         );
+        if let Some(workers) = args.hash_workers {
+            let ceiling = workers as f64 / hash;
+            note(
+                &args,
+                &format!(
+                    "with HASH_WORKERS={workers} the hashing ceiling is {ceiling:.1}/s: /login = {:.2} x that (the overhead beyond hashing)",
+                    outcome.rps / ceiling
+                ),
+            );
+        }
         seeds = outcome.tally.refresh_tokens;
     }
     if wants("refresh") {
