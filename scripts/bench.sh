@@ -9,7 +9,8 @@
 # token cache, per-user and per-IP limits all on) but with the rate limits raised so that they
 # count without refusing, drives it with tessera-bench, reads its RSS from /proc, stops it, and
 # prints one table. Backends: SQLite (a temporary file), PostgreSQL+Redis (a fresh database
-# `tessera_bench` and a private Redis key prefix), and SQLite with EdDSA tokens (/profile only).
+# `tessera_bench` and a private Redis key prefix), and SQLite with EdDSA tokens (/profile only,
+# with the token cache on, then off).
 #
 # Options: --smoke, --seconds N, --connections N, --backends "sqlite pg eddsa",
 #          --out FILE (also write the table there),
@@ -121,6 +122,10 @@ for backend in $backends; do
     eddsa)
       start_server eddsa ALGORITHM=EdDSA
       drive "SQLite EdDSA" --only healthz,profile
+      stop_server
+      # The same with the verified-claims cache off: every request verifies the signature.
+      start_server eddsa-nocache ALGORITHM=EdDSA TOKEN_CACHE_SIZE=0
+      drive "SQLite EdDSA, cache off" --only healthz,profile
       stop_server ;;
     pg)
       admin_url="${pg_url%/*}/postgres"
