@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,29 +100,75 @@ impl PasswordHasher {
 
     /// Hashes a password into a PHC string, with a 16-byte random salt supplied by the caller.
     pub fn hash(&self, password: &str, salt: &[u8; 16]) -> Result<String, PasswordError> {
+        self.hash_in(password, salt, &mut HashMemory::default())
+    }
+
+    /// [`PasswordHasher::hash`] working in `memory`, which is kept for the next call.
+    pub fn hash_in(&self, password: &str, salt: &[u8; 16], memory: &mut HashMemory) -> Result<String, PasswordError> {
         let salt = SaltString::encode_b64(salt).map_err(|_| PasswordError::Hashing)?;
-        self.argon
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|_| PasswordError::Hashing)
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon.params()).map_err(|_| PasswordError::Hashing)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(compute(
+                &self.argon,
+                password,
+                &salt.as_salt(),
+                Params::DEFAULT_OUTPUT_LEN,
+                memory,
+            )?),
+        };
+        Ok(hash.to_string())
     }
 
     /// Checks a password against a stored PHC string, using the parameters stored in it.
     pub fn verify(&self, password: &str, stored: &str) -> Result<Verification, PasswordError> {
+        self.verify_in(password, stored, &mut HashMemory::default())
+    }
+
+    /// [`PasswordHasher::verify`] working in `memory`, which is kept for the next call.
+    pub fn verify_in(
+        &self,
+        password: &str,
+        stored: &str,
+        memory: &mut HashMemory,
+    ) -> Result<Verification, PasswordError> {
         let parsed = PasswordHash::new(stored).map_err(|_| PasswordError::InvalidHash)?;
-        match self.argon.verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Ok(Verification::Valid {
+        // As argon2's own `verify_password`: no salt or no hash to compare is a wrong password.
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Ok(Verification::Invalid);
+        };
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|_| PasswordError::InvalidHash)?;
+        let version = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(|_| PasswordError::InvalidHash)?
+            .unwrap_or_default();
+        let params = Params::try_from(&parsed).map_err(|_| PasswordError::InvalidHash)?;
+        let argon = Argon2::new(algorithm, version, params);
+        let computed =
+            compute(&argon, password, &salt, expected.len(), memory).map_err(|_| PasswordError::InvalidHash)?;
+        // `Output`'s equality is constant-time.
+        if computed == expected {
+            Ok(Verification::Valid {
                 needs_rehash: self.is_outdated(&parsed),
-            }),
-            Err(argon2::password_hash::Error::Password) => Ok(Verification::Invalid),
-            Err(_) => Err(PasswordError::InvalidHash),
+            })
+        } else {
+            Ok(Verification::Invalid)
         }
     }
 
     /// Does the work of a verification against the dummy hash and discards the result, so that
     /// a login for an unknown user costs what a wrong password costs.
     pub fn dummy_verify(&self, password: &str) {
-        let _ = self.verify(password, &self.dummy_hash);
+        self.dummy_verify_in(password, &mut HashMemory::default());
+    }
+
+    /// [`PasswordHasher::dummy_verify`] working in `memory`.
+    pub fn dummy_verify_in(&self, password: &str, memory: &mut HashMemory) {
+        let _ = self.verify_in(password, &self.dummy_hash, memory);
     }
 
     /// Whether a stored hash was made with other parameters (or another algorithm) than the
@@ -144,6 +190,48 @@ impl PasswordHasher {
             Err(_) => true,
         }
     }
+}
+
+/// Argon2 working memory (m KiB) that a hashing thread keeps from one hash to the next.
+///
+/// Allocating and freeing 19 MiB per hash costs page faults on every hash, and with glibc's
+/// malloc the freed blocks stay in per-thread arenas anyway (its mmap threshold rises to the
+/// size of the first block freed), so a process that hashed on many threads holds many such
+/// blocks. One buffer per hashing thread bounds that memory and skips the faults. Grown on
+/// first use (an idle server holds none), and further only for a stored hash with a larger m.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<Block>,
+}
+
+impl std::fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMemory")
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+/// The argon2 output of `password` and `salt` (base64, as in a PHC string), `len` bytes.
+fn compute(
+    argon: &Argon2<'_>,
+    password: &str,
+    salt: &argon2::password_hash::Salt<'_>,
+    len: usize,
+    memory: &mut HashMemory,
+) -> Result<Output, PasswordError> {
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_bytes).map_err(|_| PasswordError::Hashing)?;
+    let needed = argon.params().block_count();
+    if memory.blocks.len() < needed {
+        memory.blocks.resize(needed, Block::default());
+    }
+    Output::init_with(len, |out| {
+        argon
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory.blocks[..needed])
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(|_| PasswordError::Hashing)
 }
 
 static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
@@ -262,6 +350,56 @@ mod tests {
         let hasher = PasswordHasher::new(PasswordParams::default(), &[1; 16]).unwrap();
         let hash = hasher.hash("correct horse battery", &[2; 16]).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    }
+
+    #[test]
+    fn reused_memory_gives_argon2s_own_hashes_and_verdicts() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(fast(), &[1; 16]).unwrap();
+        let reference = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 1, 1, None).unwrap(),
+        );
+        let mut memory = HashMemory::default();
+        for (i, password) in ["first password", "second, longer password", ""].iter().enumerate() {
+            let salt = [i as u8 + 3; 16];
+            let ours = hasher.hash_in(password, &salt, &mut memory).unwrap();
+            let theirs = reference
+                .hash_password(password.as_bytes(), &SaltString::encode_b64(&salt).unwrap())
+                .unwrap()
+                .to_string();
+            assert_eq!(ours, theirs);
+            let parsed = PasswordHash::new(&ours).unwrap();
+            assert!(reference.verify_password(password.as_bytes(), &parsed).is_ok());
+            assert_eq!(
+                hasher.verify_in(password, &theirs, &mut memory).unwrap(),
+                Verification::Valid { needs_rehash: false }
+            );
+            assert_eq!(
+                hasher.verify_in("wrong", &theirs, &mut memory).unwrap(),
+                Verification::Invalid
+            );
+        }
+        // A stored hash with a larger m grows the memory; a smaller one uses part of it.
+        let bigger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(512, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &SaltString::encode_b64(&[9; 16]).unwrap())
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            hasher.verify_in("pw", &bigger, &mut memory).unwrap(),
+            Verification::Valid { needs_rehash: true }
+        );
+        assert_eq!(memory.blocks.len(), 512);
+        let smaller = hasher.hash_in("pw", &[4; 16], &mut memory).unwrap();
+        assert!(matches!(
+            hasher.verify_in("pw", &smaller, &mut memory),
+            Ok(Verification::Valid { .. })
+        ));
     }
 
     #[test]

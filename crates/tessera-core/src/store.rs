@@ -156,6 +156,38 @@ pub enum RotationOutcome {
     Invalid,
 }
 
+/// What a refresh found: the account is gone or disabled (nothing was rotated), or the rotation
+/// outcome and the account's current username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "returned once per refresh, never stored")]
+pub enum RefreshRotation {
+    /// The session's account no longer exists or is disabled; the session was not rotated.
+    AccountInactive,
+    /// The account is active; the rotation was attempted.
+    Attempted {
+        /// The account's username (for the new tokens' claims).
+        username: String,
+        /// What the rotation found.
+        outcome: RotationOutcome,
+    },
+}
+
+/// [`SessionStore::rotate_for_refresh`] in two steps: the account lookup, then the rotation.
+pub async fn check_account_then_rotate<S: SessionStore + ?Sized>(
+    sessions: &S,
+    users: &dyn UserStore,
+    user_id: i64,
+    rotation: Rotation<'_>,
+) -> Result<RefreshRotation, StoreError> {
+    match users.find_by_id(user_id).await? {
+        Some(user) if user.disabled_at.is_none() => Ok(RefreshRotation::Attempted {
+            username: user.username,
+            outcome: sessions.rotate(rotation).await?,
+        }),
+        _ => Ok(RefreshRotation::AccountInactive),
+    }
+}
+
 /// Sessions (refresh-token families).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -166,6 +198,20 @@ pub trait SessionStore: Send + Sync {
     /// Rotates the refresh token atomically: of any number of concurrent calls with the same
     /// presented token, exactly one gets [`RotationOutcome::Rotated`].
     async fn rotate(&self, rotation: Rotation<'_>) -> Result<RotationOutcome, StoreError>;
+    /// A refresh: checks that account `user_id` exists and is not disabled, then [`rotate`]s.
+    /// This default asks `users` first; the SQL stores, which hold both tables (and are then
+    /// passed as `users` too), do the common case, a current token of an active account, in one
+    /// `UPDATE ... RETURNING` and fall back to these two steps otherwise.
+    ///
+    /// [`rotate`]: SessionStore::rotate
+    async fn rotate_for_refresh(
+        &self,
+        users: &dyn UserStore,
+        user_id: i64,
+        rotation: Rotation<'_>,
+    ) -> Result<RefreshRotation, StoreError> {
+        check_account_then_rotate(self, users, user_id, rotation).await
+    }
     /// The user's sessions that are neither revoked nor expired, newest first.
     async fn list_active(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
     /// Revokes one session of a user. Returns false when the user has no such live session.

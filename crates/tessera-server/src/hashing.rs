@@ -6,6 +6,12 @@
 //! fixed number of dedicated threads fed by a bounded queue: when the queue is full the caller
 //! gets [`HashError::Busy`] at once and answers 503 with Retry-After, and token-verified
 //! requests, which never hash, keep their CPU.
+//!
+//! Each worker keeps its argon2 working memory from one hash to the next ([`HashMemory`]):
+//! that bounds the memory to one block per worker (allocating per hash left freed 19 MiB
+//! blocks in glibc's per-thread arenas: 130 MiB RSS after a few logins) and saves the page
+//! faults of a fresh block per hash. Measurements in docs/PERFORMANCE.md, which also says why
+//! the workers do not run at a lower OS priority (priority inversion).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +19,7 @@ use std::sync::mpsc;
 
 use rand::RngCore;
 use rand::rngs::OsRng;
-use tessera_core::password::{PasswordHasher, Verification};
+use tessera_core::password::{HashMemory, PasswordHasher, Verification};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
@@ -28,7 +34,7 @@ pub enum HashError {
     Failed(String),
 }
 
-type Job = Box<dyn FnOnce(&PasswordHasher) + Send>;
+type Job = Box<dyn FnOnce(&PasswordHasher, &mut HashMemory) + Send>;
 
 /// A fixed pool of hashing threads with a bounded queue.
 #[derive(Clone)]
@@ -60,6 +66,7 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("tessera-hash-{index}"))
                 .spawn(move || {
+                    let mut memory = HashMemory::default();
                     loop {
                         // The lock is held only while waiting for the next job, never while
                         // hashing, so workers hash in parallel.
@@ -69,7 +76,7 @@ impl HashPool {
                         };
                         let Ok(job) = job else { break };
                         queued.fetch_sub(1, Ordering::Relaxed);
-                        job(&hasher);
+                        job(&hasher, &mut memory);
                     }
                 })?;
         }
@@ -83,11 +90,11 @@ impl HashPool {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+        work: impl FnOnce(&PasswordHasher, &mut HashMemory) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (done, result) = oneshot::channel();
-        let job: Job = Box::new(move |hasher| {
-            let _ = done.send(work(hasher));
+        let job: Job = Box::new(move |hasher, memory| {
+            let _ = done.send(work(hasher, memory));
         });
         self.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = self.sender.try_send(job) {
@@ -105,12 +112,12 @@ impl HashPool {
     /// Checks a password against a stored hash, or, for an unknown user (`stored` is `None`),
     /// does the same work against the dummy hash and reports invalid.
     pub async fn verify(&self, password: Zeroizing<String>, stored: Option<String>) -> Result<Verification, HashError> {
-        self.run(move |hasher| match stored {
+        self.run(move |hasher, memory| match stored {
             Some(stored) => hasher
-                .verify(&password, &stored)
+                .verify_in(&password, &stored, memory)
                 .map_err(|e| HashError::Failed(e.to_string())),
             None => {
-                hasher.dummy_verify(&password);
+                hasher.dummy_verify_in(&password, memory);
                 Ok(Verification::Invalid)
             }
         })
@@ -119,11 +126,11 @@ impl HashPool {
 
     /// Hashes a password with a fresh random salt.
     pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, HashError> {
-        self.run(move |hasher| {
+        self.run(move |hasher, memory| {
             let mut salt = [0u8; 16];
             OsRng.fill_bytes(&mut salt);
             hasher
-                .hash(&password, &salt)
+                .hash_in(&password, &salt, memory)
                 .map_err(|e| HashError::Failed(e.to_string()))
         })
         .await?
@@ -172,7 +179,7 @@ mod tests {
         let blocker = tokio::spawn({
             let pool = pool.clone();
             async move {
-                pool.run(move |_| {
+                pool.run(move |_, _| {
                     let _ = wait.recv();
                 })
                 .await

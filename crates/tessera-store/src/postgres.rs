@@ -16,8 +16,8 @@ use sqlx::{Connection, FromRow, PgPool};
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, Rotation, RotationOutcome, Session, SessionStore,
-    StoreError, StoredKey, User, UserStore,
+    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, Session,
+    SessionStore, StoreError, StoredKey, User, UserStore, check_account_then_rotate,
 };
 
 use crate::store_error;
@@ -250,6 +250,14 @@ impl UserStore for PgStore {
     }
 }
 
+/// A session row and its account's username (the one-statement refresh).
+#[derive(FromRow)]
+struct RotatedRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    username: String,
+}
+
 #[derive(FromRow)]
 struct SessionRow {
     id: String,
@@ -364,6 +372,42 @@ impl SessionStore for PgStore {
             revoked_at: Some(rotation.now),
             ..session
         }))
+    }
+
+    async fn rotate_for_refresh(
+        &self,
+        users: &dyn UserStore,
+        user_id: i64,
+        rotation: Rotation<'_>,
+    ) -> Result<RefreshRotation, StoreError> {
+        // The common case in one statement: a current token of a live session of an active
+        // account. Anything else (a concurrent or spent token, a disabled account) takes the
+        // two-step path, which sorts out which it is.
+        let returned: Vec<String> = SESSION_COLUMNS.split(", ").map(|c| format!("s.{}", c.trim())).collect();
+        let sql = format!(
+            "UPDATE sessions s SET previous_jti = s.current_jti, current_jti = $1, refresh_issued_at = $2, rotated_at = $2, \
+             last_used_at = $2, expires_at = $3 FROM users u \
+             WHERE s.id = $4 AND s.current_jti = $5 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.user_id = $6 \
+             AND u.id = s.user_id AND u.disabled_at IS NULL RETURNING {}, u.username",
+            returned.join(", ")
+        );
+        let rotated = sqlx::query_as::<_, RotatedRow>(sqlx::AssertSqlSafe(sql))
+            .bind(rotation.new_jti)
+            .bind(rotation.now)
+            .bind(rotation.new_expires_at)
+            .bind(rotation.session_id)
+            .bind(rotation.presented_jti)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        match rotated {
+            Some(row) => Ok(RefreshRotation::Attempted {
+                username: row.username,
+                outcome: RotationOutcome::Rotated(row.session.into()),
+            }),
+            None => check_account_then_rotate(self, users, user_id, rotation).await,
+        }
     }
 
     async fn list_active(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {

@@ -14,8 +14,8 @@ use sqlx::{FromRow, SqlitePool};
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, Rotation, RotationOutcome, Session, SessionStore,
-    StoreError, StoredKey, User, UserStore,
+    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, Session,
+    SessionStore, StoreError, StoredKey, User, UserStore, check_account_then_rotate,
 };
 
 use crate::store_error;
@@ -232,6 +232,14 @@ impl UserStore for SqliteStore {
     }
 }
 
+/// A session row and its account's username (the one-statement refresh).
+#[derive(FromRow)]
+struct RotatedRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    username: String,
+}
+
 #[derive(FromRow)]
 struct SessionRow {
     id: String,
@@ -343,6 +351,41 @@ impl SessionStore for SqliteStore {
             revoked_at: Some(rotation.now),
             ..session
         }))
+    }
+
+    async fn rotate_for_refresh(
+        &self,
+        users: &dyn UserStore,
+        user_id: i64,
+        rotation: Rotation<'_>,
+    ) -> Result<RefreshRotation, StoreError> {
+        // The common case in one statement: a current token of a live session of an active
+        // account. Anything else (a concurrent or spent token, a disabled account) takes the
+        // two-step path, which sorts out which it is.
+        let sql = format!(
+            "UPDATE sessions SET previous_jti = current_jti, current_jti = ?1, refresh_issued_at = ?2, rotated_at = ?2, \
+             last_used_at = ?2, expires_at = ?3 \
+             WHERE id = ?4 AND current_jti = ?5 AND revoked_at IS NULL AND expires_at > ?2 AND user_id = ?6 \
+             AND EXISTS (SELECT 1 FROM users WHERE users.id = ?6 AND users.disabled_at IS NULL) \
+             RETURNING {SESSION_COLUMNS}, (SELECT username FROM users WHERE users.id = ?6) AS username"
+        );
+        let rotated = sqlx::query_as::<_, RotatedRow>(sqlx::AssertSqlSafe(sql))
+            .bind(rotation.new_jti)
+            .bind(rotation.now)
+            .bind(rotation.new_expires_at)
+            .bind(rotation.session_id)
+            .bind(rotation.presented_jti)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        match rotated {
+            Some(row) => Ok(RefreshRotation::Attempted {
+                username: row.username,
+                outcome: RotationOutcome::Rotated(row.session.into()),
+            }),
+            None => check_account_then_rotate(self, users, user_id, rotation).await,
+        }
     }
 
     async fn list_active(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {

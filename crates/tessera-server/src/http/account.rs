@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tessera_core::password::Verification;
 use tessera_core::store::Denylist;
-use tessera_core::store::{NewSession, Rotation, RotationOutcome, User};
+use tessera_core::store::{NewSession, RefreshRotation, Rotation, RotationOutcome, User};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
@@ -540,9 +540,24 @@ pub(super) async fn refresh(
     if via_cookie {
         check_csrf(&state, &headers, &claims.sid, &ip)?;
     }
-    let user = match state.users.find_by_id(claims.user_id).await? {
-        Some(user) if user.disabled_at.is_none() => user,
-        _ => {
+    let new_jti = random_id();
+    let new_expires_at = now + state.config.refresh_ttl_secs;
+    let rotation = Rotation {
+        session_id: &claims.sid,
+        presented_jti: &claims.jti,
+        new_jti: &new_jti,
+        now,
+        new_expires_at,
+        grace_secs: state.config.refresh_reuse_grace_secs,
+    };
+    // The account check and the rotation, in one statement on the SQL stores.
+    let (username, outcome) = match state
+        .sessions
+        .rotate_for_refresh(state.users.as_ref(), claims.user_id, rotation)
+        .await?
+    {
+        RefreshRotation::Attempted { username, outcome } => (username, outcome),
+        RefreshRotation::AccountInactive => {
             // The account is gone or disabled: end the session with it.
             state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
             state.deny_sessions([claims.sid.as_str()], now);
@@ -551,30 +566,18 @@ pub(super) async fn refresh(
             });
         }
     };
-    let new_jti = random_id();
-    let new_expires_at = now + state.config.refresh_ttl_secs;
-    let outcome = state
-        .sessions
-        .rotate(Rotation {
-            session_id: &claims.sid,
-            presented_jti: &claims.jti,
-            new_jti: &new_jti,
-            now,
-            new_expires_at,
-            grace_secs: state.config.refresh_reuse_grace_secs,
-        })
-        .await?;
+    let user_id = claims.user_id;
     let (refresh_token, kind) = match outcome {
         RotationOutcome::Rotated(_) => (
-            state.issue_refresh(user.id, &user.username, &claims.sid, &new_jti, now, new_expires_at),
+            state.issue_refresh(user_id, &username, &claims.sid, &new_jti, now, new_expires_at),
             "rotated",
         ),
         // A concurrent refresh already rotated this token moments ago: hand back the token it
         // received (same jti, same times, same bytes), so one chain stays live (B2).
         RotationOutcome::WithinGrace(session) => (
             state.issue_refresh(
-                user.id,
-                &user.username,
+                user_id,
+                &username,
                 &claims.sid,
                 &session.current_jti,
                 session.refresh_issued_at,
@@ -587,7 +590,7 @@ pub(super) async fn refresh(
             state.metrics.refresh_reuse.inc();
             tracing::warn!(
                 event = "refresh_reuse_detected",
-                user_id = user.id,
+                user_id = user_id,
                 session_id = %claims.sid,
                 ip_address = %ip,
                 "a spent refresh token was presented again; the whole session family is revoked"
@@ -597,7 +600,7 @@ pub(super) async fn refresh(
             });
         }
         RotationOutcome::Invalid => {
-            tracing::warn!(event = "invalid_token", ip_address = %ip, user_id = user.id, reason = "session revoked or expired", "refresh refused");
+            tracing::warn!(event = "invalid_token", ip_address = %ip, user_id = user_id, reason = "session revoked or expired", "refresh refused");
             return Err(AppError::Token {
                 code: ErrorCode::InvalidToken,
             });
@@ -605,10 +608,10 @@ pub(super) async fn refresh(
     };
     let refresh_token = refresh_token.map_err(anyhow::Error::from)?;
     let access = state
-        .issue_access(user.id, &user.username, &claims.sid, now)
+        .issue_access(user_id, &username, &claims.sid, now)
         .map_err(anyhow::Error::from)?;
     state.metrics.token_refresh.inc();
-    tracing::info!(event = "token_refresh", user_id = user.id, ip_address = %ip, rotation = kind, "tokens refreshed");
+    tracing::info!(event = "token_refresh", user_id = user_id, ip_address = %ip, rotation = kind, "tokens refreshed");
     Ok(token_response(
         &state,
         lang,

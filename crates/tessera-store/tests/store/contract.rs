@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    KeyPurpose, KeyStore, NewSession, NewUser, Rotation, RotationOutcome, SessionStore, StoreError, StoredKey,
-    UserStore,
+    KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, SessionStore, StoreError,
+    StoredKey, UserStore,
 };
 
 fn new_user(email: &str, username: &str) -> NewUser {
@@ -89,7 +89,74 @@ pub async fn user_store_contract(users: &dyn UserStore) {
     assert_eq!(users.find_by_id(bob.id).await.unwrap(), None);
 }
 
+/// `rotate_for_refresh` (one statement on the SQL stores) decides as the account lookup followed
+/// by `rotate` would.
+async fn refresh_rotation_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
+    let user = users.create(new_user("r@example.com", "refresher")).await.unwrap();
+    sessions.create(new_session("r1", user.id, "k1", 100)).await.unwrap();
+    let refresh =
+        |presented, new, now| sessions.rotate_for_refresh(users, user.id, rotation("r1", presented, new, now, 10));
+
+    let RefreshRotation::Attempted {
+        username,
+        outcome: RotationOutcome::Rotated(rotated),
+    } = refresh("k1", "k2", 110).await.unwrap()
+    else {
+        panic!("current token of an active account must rotate");
+    };
+    assert_eq!(username, "refresher");
+    assert_eq!(
+        (rotated.current_jti.as_str(), rotated.previous_jti.as_deref()),
+        ("k2", Some("k1"))
+    );
+    assert_eq!((rotated.refresh_issued_at, rotated.expires_at), (110, 1_110));
+
+    // The just-replaced token: grace, as with `rotate`.
+    let RefreshRotation::Attempted {
+        outcome: RotationOutcome::WithinGrace(grace),
+        ..
+    } = refresh("k1", "k3", 112).await.unwrap()
+    else {
+        panic!("just-replaced token within grace");
+    };
+    assert_eq!(grace.current_jti, "k2");
+
+    // A disabled account: nothing rotates, whatever the token.
+    assert!(users.set_disabled(user.id, Some(120)).await.unwrap());
+    assert_eq!(
+        refresh("k2", "k4", 121).await.unwrap(),
+        RefreshRotation::AccountInactive
+    );
+    assert_eq!(sessions.find("r1").await.unwrap().unwrap().current_jti, "k2");
+    // Enabled again, the current token rotates; a session of another account never does.
+    assert!(users.set_disabled(user.id, None).await.unwrap());
+    assert!(matches!(
+        refresh("k2", "k5", 122).await.unwrap(),
+        RefreshRotation::Attempted {
+            outcome: RotationOutcome::Rotated(_),
+            ..
+        }
+    ));
+    assert_eq!(
+        sessions
+            .rotate_for_refresh(users, user.id + 1_000, rotation("r1", "k5", "k6", 123, 10))
+            .await
+            .unwrap(),
+        RefreshRotation::AccountInactive
+    );
+    // A spent token is reuse: the family is revoked.
+    assert!(matches!(
+        refresh("k1", "k7", 200).await.unwrap(),
+        RefreshRotation::Attempted {
+            outcome: RotationOutcome::ReuseDetected(_),
+            ..
+        }
+    ));
+    assert!(sessions.find("r1").await.unwrap().unwrap().revoked_at.is_some());
+}
+
 pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
+    refresh_rotation_contract(users, sessions).await;
     let user = users.create(new_user("s@example.com", "sessions")).await.unwrap();
     let created = sessions.create(new_session("s1", user.id, "j1", 100)).await.unwrap();
     assert_eq!(created.current_jti, "j1");

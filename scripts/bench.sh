@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Tessera's benchmark suite: one command, one table.
+#
+#   scripts/bench.sh            # full run: 10 s per scenario, 64 connections (about 4 minutes)
+#   scripts/bench.sh --smoke    # a second per scenario, few connections (CI: the script cannot rot)
+#
+# Builds the release binaries (`tessera`, `tessera-bench`), then for each backend starts a
+# release server on loopback with production settings (logs at INFO to a file, metrics, denylist,
+# token cache, per-user and per-IP limits all on) but with the rate limits raised so that they
+# count without refusing, drives it with tessera-bench, reads its RSS from /proc, stops it, and
+# prints one table. Backends: SQLite (a temporary file), PostgreSQL+Redis (a fresh database
+# `tessera_bench` and a private Redis key prefix), and SQLite with EdDSA tokens (/profile only,
+# with the token cache on, then off).
+#
+# Options: --smoke, --seconds N, --connections N, --backends "sqlite pg eddsa",
+#          --out FILE (also write the table there),
+#          --server PATH (bench another `tessera` binary, e.g. an older build, for an A/B).
+# Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/tessera_bench; the
+#   database is dropped and created), BENCH_REDIS_URL (default redis://127.0.0.1:6379),
+#   BENCH_SERVER_ENV (extra VAR=value settings for every server, e.g. "HASH_WORKERS=1").
+# The numbers come from here, never from a timed assertion: the smoke run checks that every
+# scenario runs and answers, not how fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=10
+connections=64
+login_connections=16
+backends="sqlite pg eddsa"
+smoke=0
+out=""
+server_bin=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1; seconds=1; connections=4; login_connections=2 ;;
+    --seconds) seconds="$2"; shift ;;
+    --connections) connections="$2"; shift ;;
+    --backends) backends="$2"; shift ;;
+    --out) out="$2"; shift ;;
+    --server) server_bin="$2"; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+pg_url="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tessera_bench}"
+redis_url="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
+
+echo "==> building release binaries" >&2
+cargo build --release --locked -p tessera-server -p tessera-bench >&2
+target_dir="${CARGO_TARGET_DIR:-target}"
+tessera="${server_bin:-$target_dir/release/tessera}"
+loadgen="$target_dir/release/tessera-bench"
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$((18000 + RANDOM % 2000))
+results="$work/results"
+: >"$results"
+
+# The server's argon2 parameters: the load generator times one hash with the same ones.
+hash_params="${PASSWORD_HASH_MEMORY_KIB:-19456},${PASSWORD_HASH_ITERATIONS:-2},${PASSWORD_HASH_PARALLELISM:-1}"
+
+start_server() { # label, then VAR=value pairs
+  local label="$1"; shift
+  port=$((port + 1))
+  mkdir -p "$work/$label"
+  env -i PATH="$PATH" HOME="$work/$label" \
+    BIND_ADDR="127.0.0.1:$port" DATA_DIR="$work/$label" \
+    LOG_LEVEL=INFO LOG_FORMAT=json \
+    RATE_LIMIT_LOGIN=100000000/minute RATE_LIMIT_REGISTER=100000000/minute \
+    RATE_LIMIT_API=100000000/minute RATE_LIMIT_LOGIN_ACCOUNT=100000000/minute \
+    COOKIE_SECURE=false "$@" ${BENCH_SERVER_ENV:-} \
+    "$tessera" serve >"$work/$label/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+      sleep 0.5 # let start-up allocations settle before the idle RSS reading
+      return 0
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "server $label did not start:" >&2
+  tail -20 "$work/$label/server.log" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# The server's hashing threads: its default (half the cores) unless BENCH_SERVER_ENV sets them.
+hash_workers=$(( ($(nproc) + 1) / 2 ))
+for setting in ${BENCH_SERVER_ENV:-}; do
+  case "$setting" in HASH_WORKERS=*) hash_workers="${setting#HASH_WORKERS=}" ;; esac
+done
+
+drive() { # label, extra tessera-bench arguments
+  local label="$1"; shift
+  echo "==> $label" >&2
+  "$loadgen" --addr "127.0.0.1:$port" --pid "$server_pid" --label "$label" --seconds "$seconds" \
+    --connections "$connections" --login-connections "$login_connections" --hash "$hash_params" --hash-workers "$hash_workers" "$@" \
+    | tee -a "$results" >&2
+}
+
+for backend in $backends; do
+  case "$backend" in
+    sqlite)
+      start_server sqlite
+      drive SQLite
+      stop_server ;;
+    eddsa)
+      start_server eddsa ALGORITHM=EdDSA
+      drive "SQLite EdDSA" --only healthz,profile
+      stop_server
+      # The same with the verified-claims cache off: every request verifies the signature.
+      start_server eddsa-nocache ALGORITHM=EdDSA TOKEN_CACHE_SIZE=0
+      drive "SQLite EdDSA, cache off" --only healthz,profile
+      stop_server ;;
+    pg)
+      admin_url="${pg_url%/*}/postgres"
+      db="${pg_url##*/}"
+      psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >&2
+      start_server pg DATABASE_URL="$pg_url" REDIS_URL="$redis_url" REDIS_KEY_PREFIX="tessera-bench-$$:"
+      drive "PostgreSQL+Redis"
+      stop_server
+      redis-cli -u "$redis_url" --scan --pattern "tessera-bench-$$:*" | xargs -r redis-cli -u "$redis_url" del >/dev/null || true ;;
+    *) echo "unknown backend $backend" >&2; exit 2 ;;
+  esac
+done
+
+{
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)"
+  echo "Load before the run ended: $(uptime | sed 's/.*load average/load average/')"
+  echo "Run: ${seconds} s per scenario after a warm-up, $connections connections (login: $login_connections), $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "| backend | scenario | conns | req/s | p50 ms | p99 ms | non-2xx | RSS after, MiB |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  grep '^ROW|' "$results" | sed 's/^ROW//; s/$/|/'
+  echo
+  grep '^NOTE|' "$results" | sed 's/^NOTE|/- /'
+} | tee ${out:+"$out"}
+
+# Smoke mode: every scenario must have completed requests, all of them 2xx (the login flood
+# excepted: its 503s are the hashing queue shedding load, by design).
+if [ "$smoke" = 1 ]; then
+  expected=$(( $(echo "$backends" | wc -w) ))
+  if grep '^ROW|' "$results" | awk -F'|' '$3 !~ /the flood/ && ($5 == 0 || $8 != "0") { bad = 1 } END { exit bad }' \
+    && [ "$(grep -c '^ROW|' "$results")" -ge "$expected" ]; then
+    echo "smoke: every scenario answered, all 2xx" >&2
+  else
+    echo "smoke: a scenario completed no request or got errors" >&2
+    exit 1
+  fi
+fi
