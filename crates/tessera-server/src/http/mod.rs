@@ -34,7 +34,7 @@ use tracing::Instrument;
 use crate::error::{AppError, ErrorCode, RenderedError};
 use crate::extract::{ClientIp, has_credentials_in_query};
 use crate::i18n::Lang;
-use crate::state::{AppState, random_id};
+use crate::state::AppState;
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -118,6 +118,14 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// A fresh request id: 128 random bits from the thread's CSPRNG (ChaCha, seeded from the OS),
+/// not the OS source itself: one `getrandom` system call per request was ~2% of `GET /profile`
+/// (docs/PERFORMANCE.md). Session ids and token ids keep [`crate::state::random_id`].
+fn new_request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    tessera_core::b64::encode(&bytes)
+}
+
 /// A client-supplied request id is kept when it is short and plain; otherwise one is made.
 fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
     let text = value?.to_str().ok()?;
@@ -132,7 +140,7 @@ fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
 /// Gives every request an id and a span carrying it and the client IP (so every log line of
 /// the request has both), and echoes the id in the response.
 async fn request_id(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let id = sane_request_id(req.headers().get(REQUEST_ID_HEADER)).unwrap_or_else(random_id);
+    let id = sane_request_id(req.headers().get(REQUEST_ID_HEADER)).unwrap_or_else(new_request_id);
     if let Ok(value) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
