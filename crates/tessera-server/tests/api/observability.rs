@@ -23,7 +23,9 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
 const ACCESS_SECRET: &str = "obs-test-access-secret-4f1c9a7be2d05836a1";
 const REFRESH_SECRET: &str = "obs-test-refresh-secret-9d3e7b2a6c1f0485e7";
 const WRONG_PASSWORD: &str = "wrong-Password-zebra-7731";
-const ACCESS_LIFETIME_SECS: u64 = 3;
+/// Short, so `token_expired` happens within the test; long enough that the steps using one
+/// access token finish before it expires on a busy CI machine.
+const ACCESS_LIFETIME_SECS: u64 = 6;
 
 /// `tessera serve` as a child process, its stdout collected line by line.
 struct Server {
