@@ -294,10 +294,9 @@ async fn login_attempt(
     // runs into first.
     // The reason tells the two apart: `rate_limited` (this client IP is over its limit) or
     // `locked` (the account is throttled after too many attempts, whatever the IP).
-    let (login_ref, ip_ref) = (&login, &ip);
     let refused = |reason: &'static str| {
+        let (login, ip) = (&login, &ip);
         move |error: AppError| {
-            let (login, ip) = (login_ref, ip_ref);
             tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason, "login refused by the rate limit");
             error
         }

@@ -39,10 +39,7 @@ fn free_port() -> u16 {
 /// refused); `None` never enforces it.
 fn start_moto(open_actions: Option<u32>) -> Option<Moto> {
     let Some(program) = std::env::var_os("TESSERA_MOTO_SERVER") else {
-        if std::env::var("TESSERA_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("TESSERA_REQUIRE_SERVICES=1 but TESSERA_MOTO_SERVER is not set (e.g. .venv-ci/bin/moto_server)");
-        }
-        eprintln!("skipping: TESSERA_MOTO_SERVER not set (e.g. .venv-ci/bin/moto_server)");
+        crate::services::unavailable("TESSERA_MOTO_SERVER is not set (e.g. .venv-ci/bin/moto_server)");
         return None;
     };
     let port = free_port();

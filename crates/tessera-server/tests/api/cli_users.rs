@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use crate::helpers::{PASSWORD, TestApp, assert_error, assert_token_rejected, spawn_app, unique};
+use crate::helpers::{PASSWORD, TestApp, assert_error, assert_token_rejected, security_events, spawn_app, unique};
 use crate::services::{self, TestSchema};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
@@ -266,11 +266,9 @@ async fn disable_revokes_sessions_and_blocks_login_until_enable(setup: &Setup) {
     assert!(stdout.contains(&format!("disabled user {}", user.id)), "{stdout}");
     assert!(stdout.contains("revoked 2 live session(s)"), "{stdout}");
     // The audit event, as a JSON line on stderr (S6).
-    let event = text(&output.stderr)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["event"] == "user_disabled")
-        .unwrap_or_else(|| panic!("no user_disabled line: {}", text(&output.stderr)));
+    let events = security_events(&output.stderr, "user_disabled");
+    assert_eq!(events.len(), 1, "{}", text(&output.stderr));
+    let event = &events[0];
     assert_eq!(event["user_id"], user.id);
     assert_eq!(event["sessions_revoked"], 2);
     let waited = wait_until_refused(app, &first.access, Duration::from_secs(5)).await;

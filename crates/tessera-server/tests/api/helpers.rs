@@ -412,3 +412,12 @@ pub fn is_rfc3339_utc(text: &str) -> bool {
         && bytes[13] == b':'
         && bytes[16] == b':'
 }
+
+/// The JSON log lines of `event` in a command's stderr (where operator commands log).
+pub fn security_events(stderr: &[u8], event: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["event"] == event)
+        .collect()
+}

@@ -20,7 +20,7 @@ use tessera_core::Algorithm;
 use tessera_core::store::KeyPurpose;
 use tessera_server::config::{Config, Database, Secret};
 
-use crate::helpers::{TestApp, TestUser, assert_token_rejected, header, spawn_app_with, start};
+use crate::helpers::{TestApp, TestUser, assert_token_rejected, header, security_events, spawn_app_with, start};
 use crate::services::{self, TestSchema};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
@@ -154,15 +154,6 @@ async fn run_tessera(args: &[&str], env: &[(String, String)]) -> Output {
     })
     .await
     .unwrap()
-}
-
-/// The JSON log lines of `event` in a command's stderr (where operator commands log).
-fn security_events(stderr: &[u8], event: &str) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["event"] == event)
-        .collect()
 }
 
 /// How a test acts as the operator: through the library functions behind `tessera keys`, or
@@ -715,13 +706,10 @@ print(json.dumps(claims))
 fn python() -> Option<PathBuf> {
     match std::env::var("TESSERA_PYTHON") {
         Ok(path) if !path.trim().is_empty() => Some(PathBuf::from(path.trim())),
-        _ if std::env::var("TESSERA_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!(
-                "TESSERA_REQUIRE_SERVICES=1 but TESSERA_PYTHON is not set (a Python with PyJWT[crypto]; .ci/run makes one)"
-            )
-        }
         _ => {
-            eprintln!("skipping: TESSERA_PYTHON not set (a Python with PyJWT[crypto], e.g. .venv-ci/bin/python)");
+            crate::services::unavailable(
+                "TESSERA_PYTHON is not set (a Python with PyJWT[crypto], e.g. .venv-ci/bin/python; .ci/run makes one)",
+            );
             None
         }
     }
