@@ -72,3 +72,44 @@ async fn logout_lowers_the_active_sessions_gauge() {
     let after = app.get("/metrics").send().await.unwrap().text().await.unwrap();
     assert_eq!(sample(&after, "auth_active_tokens"), Some(1.0));
 }
+
+/// Labels come from fixed sets: a made-up method is counted as `other` (each distinct token
+/// would otherwise be a new time series), and every known label value exists at zero before
+/// its first event, so alert rules see 0 rather than no data.
+#[tokio::test]
+async fn label_values_are_bounded_and_declared_from_the_start() {
+    let app = spawn_app().await;
+    let before = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    for series in [
+        r#"auth_rate_limited_total{route="login"} 0"#,
+        r#"auth_rate_limited_total{route="login_account"} 0"#,
+        r#"auth_rate_limited_total{route="register"} 0"#,
+        r#"auth_rate_limited_total{route="api"} 0"#,
+        r#"auth_login_attempts_total{status="failure"} 0"#,
+        r#"auth_token_verifications_total{result="revoked"} 0"#,
+        "auth_password_hash_queue_capacity 32",
+    ] {
+        assert!(before.lines().any(|line| line == series), "{series} missing:\n{before}");
+    }
+
+    let method = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
+    for _ in 0..3 {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let after = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(!after.contains("FROBNICATE"), "{after}");
+    assert_eq!(
+        sample(
+            &after,
+            r#"http_requests_total{method="other",route="/healthz",status="405"}"#
+        ),
+        Some(3.0),
+        "{after}"
+    );
+}
