@@ -23,10 +23,10 @@ use tessera_store::migrations::{self, MigrationInfo, MigrationStatus};
 use tessera_store::redis_bus::RedisBus;
 use zeroize::Zeroizing;
 
-use crate::accounts::{self, CreateError};
+use crate::app::accounts::{Accounts, CreateError, OperatorError, RevocationNotice};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, Database};
 use crate::hashing::HashPool;
-use crate::state::unix_now;
 
 /// Shown under every subcommand's `--help`.
 const FOOTER: &str = "\
@@ -245,7 +245,7 @@ pub fn keys_command(action: KeysAction) -> ExitCode {
 async fn run_keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
     use tessera_core::store::KeyPurpose;
     let store = crate::open_key_store(&config.database).await?;
-    let now = crate::state::unix_now();
+    let now = SystemClock.now();
     match action {
         KeysAction::List => {
             println!(
@@ -322,13 +322,14 @@ pub fn users_command(action: UsersAction) -> ExitCode {
     };
     run_async(async move {
         let (users, sessions) = crate::open_account_stores(&config.database).await?;
+        let accounts = account_service(&config, users.clone(), sessions)?;
         match action {
             UsersAction::Create { email, username, .. } => {
                 let password = password.unwrap_or_default();
-                create_user(&config, users.as_ref(), email.trim(), username.trim(), password).await
+                create_user(&accounts, email.trim(), username.trim(), password).await
             }
-            UsersAction::Disable { user } => disable_user(&config, users.as_ref(), sessions.as_ref(), &user).await,
-            UsersAction::Enable { user } => enable_user(users.as_ref(), &user).await,
+            UsersAction::Disable { user } => disable_user(&config, &accounts, &user).await,
+            UsersAction::Enable { user } => enable_user(&accounts, &user).await,
             UsersAction::List { limit, offset, json } => list_users(users.as_ref(), limit, offset, json).await,
         }
     })
@@ -376,22 +377,36 @@ fn read_password(from_stdin: bool) -> Result<Zeroizing<String>, ExitCode> {
     Ok(first)
 }
 
-async fn create_user(
+/// The account service the server uses, on the CLI's stores: the server's argon2id
+/// parameters (PASSWORD_HASH_*) on a one-worker pool, so `users create` takes the same code
+/// path as POST /register. The dummy salt only serves timing-safe verification of unknown
+/// users, which the CLI never does.
+fn account_service(
     config: &Config,
-    users: &dyn UserStore,
-    email: &str,
-    username: &str,
-    password: Zeroizing<String>,
-) -> anyhow::Result<ExitCode> {
-    // The server's hashing pool with the server's argon2id parameters (PASSWORD_HASH_*), one
-    // worker: the same code path as POST /register. The dummy salt only serves timing-safe
-    // verification of unknown users, which the CLI never does.
+    users: std::sync::Arc<dyn UserStore>,
+    sessions: std::sync::Arc<dyn SessionStore>,
+) -> anyhow::Result<Accounts> {
     let mut dummy_salt = [0u8; 16];
     OsRng.fill_bytes(&mut dummy_salt);
     let hasher = PasswordHasher::new(config.password_params, &dummy_salt)?;
     let hashing = HashPool::start(hasher, 1, 1).context("could not start the hashing thread")?;
-    let created = accounts::create(users, &hashing, &PasswordPolicy::default(), email, username, password).await;
-    match created {
+    Ok(Accounts::new(
+        users,
+        sessions,
+        hashing,
+        PasswordPolicy::default(),
+        SystemClock::shared(),
+        config.access_ttl_secs + config.leeway_secs,
+    ))
+}
+
+async fn create_user(
+    accounts: &Accounts,
+    email: &str,
+    username: &str,
+    password: Zeroizing<String>,
+) -> anyhow::Result<ExitCode> {
+    match accounts.create(email, username, password).await {
         Ok(user) => {
             println!("{}", user.id);
             tracing::info!(event = "user_created", user_id = user.id, username = %user.username, source = "cli", "account created by an operator");
@@ -413,102 +428,74 @@ async fn create_user(
     }
 }
 
-/// Finds the account an operator named by email, username or numeric id. A number that is
-/// both one account's id and another's username is refused as ambiguous.
-async fn find_user(users: &dyn UserStore, who: &str) -> anyhow::Result<User> {
-    let who = who.trim();
-    let by_login = users.find_by_login(who).await?;
-    let by_id = match who.parse::<i64>() {
-        Ok(id) => users.find_by_id(id).await?,
-        Err(_) => None,
-    };
-    match (by_id, by_login) {
-        (Some(a), Some(b)) if a.id != b.id => bail!(
-            "{who:?} is the id of user {} and the username of user {}; name the account by its email",
-            a.id,
-            b.id
-        ),
-        (Some(user), _) | (None, Some(user)) => Ok(user),
-        (None, None) => bail!("no account with email, username or id {who:?}"),
-    }
-}
-
 fn describe(user: &User) -> String {
     format!("user {} ({} <{}>)", user.id, user.username, user.email)
 }
 
-async fn disable_user(
-    config: &Config,
-    users: &dyn UserStore,
-    sessions: &dyn SessionStore,
-    who: &str,
-) -> anyhow::Result<ExitCode> {
-    let user = find_user(users, who).await?;
-    let now = unix_now();
-    // Disabled first, then the sessions revoked: from here on a login or a refresh of this
-    // account is refused, so no new session can appear after the revocation.
-    if user.disabled_at.is_none() && !users.set_disabled(user.id, Some(now)).await? {
-        bail!("{} was deleted meanwhile", describe(&user));
-    }
-    let revoked = sessions.revoke_all(user.id, now).await?;
-    // The revocations are in the database, which every instance polls; Redis (when
-    // configured) tells them at once. Their access tokens are refused for as long as any
-    // issued before now can live: the access lifetime plus the leeway (as the server does).
-    let until = now + config.access_ttl_secs + config.leeway_secs;
-    let delivery = match &config.redis_url {
-        Some(url) if !revoked.is_empty() => {
-            let published = match RedisBus::new(url.expose(), &config.redis_prefix) {
-                Ok(bus) => crate::revocation::publish_revoked_sessions(&bus, &revoked, until).await,
-                Err(error) => Err(error),
-            };
-            match published {
-                Ok(()) => "at once (Redis pub/sub)".to_owned(),
-                Err(error) => {
-                    eprintln!("warning: could not publish the revocations on Redis ({error}); instances poll them");
-                    format!("within {} ms (database poll)", config.revocation_poll_millis)
-                }
+/// How the CLI tells running instances of revoked sessions: the revocations are in the
+/// database, which every instance polls; Redis (when configured) tells them at once.
+struct CliNotice<'a> {
+    config: &'a Config,
+}
+
+#[async_trait::async_trait]
+impl RevocationNotice for CliNotice<'_> {
+    async fn sessions_revoked(&self, session_ids: &[String], until: i64) -> String {
+        let poll = format!("within {} ms (database poll)", self.config.revocation_poll_millis);
+        let Some(url) = &self.config.redis_url else { return poll };
+        if session_ids.is_empty() {
+            return poll;
+        }
+        let published = match RedisBus::new(url.expose(), &self.config.redis_prefix) {
+            Ok(bus) => crate::revocation::publish_revoked_sessions(&bus, session_ids, until).await,
+            Err(error) => Err(error),
+        };
+        match published {
+            Ok(()) => "at once (Redis pub/sub)".to_owned(),
+            Err(error) => {
+                eprintln!("warning: could not publish the revocations on Redis ({error}); instances poll them");
+                poll
             }
         }
-        _ => format!("within {} ms (database poll)", config.revocation_poll_millis),
-    };
-    tracing::info!(
-        event = "user_disabled",
-        user_id = user.id,
-        sessions_revoked = revoked.len(),
-        source = "cli",
-        "account disabled by an operator"
-    );
-    match user.disabled_at {
-        None => println!("disabled {}", describe(&user)),
+    }
+}
+
+/// An operator error as the CLI's failure: a refusal is a message, a store error a cause.
+fn operator_failure(error: OperatorError) -> anyhow::Error {
+    match error {
+        OperatorError::Refused(message) => anyhow::anyhow!(message),
+        OperatorError::Store(error) => anyhow::Error::from(error),
+    }
+}
+
+async fn disable_user(config: &Config, accounts: &Accounts, who: &str) -> anyhow::Result<ExitCode> {
+    let disabled = accounts
+        .disable(who, &CliNotice { config }, "cli")
+        .await
+        .map_err(operator_failure)?;
+    match disabled.already_since {
+        None => println!("disabled {}", describe(&disabled.user)),
         Some(since) => println!(
             "{} was already disabled (since {})",
-            describe(&user),
+            describe(&disabled.user),
             crate::http::rfc3339(since)
         ),
     }
     println!(
-        "revoked {} live session(s); running instances refuse their access tokens {delivery}",
-        revoked.len()
+        "revoked {} live session(s); running instances refuse their access tokens {}",
+        disabled.revoked.len(),
+        disabled.delivery
     );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn enable_user(users: &dyn UserStore, who: &str) -> anyhow::Result<ExitCode> {
-    let user = find_user(users, who).await?;
-    if user.disabled_at.is_none() {
+async fn enable_user(accounts: &Accounts, who: &str) -> anyhow::Result<ExitCode> {
+    let (user, was_disabled) = accounts.enable(who, "cli").await.map_err(operator_failure)?;
+    if was_disabled {
+        println!("enabled {}: it can log in again", describe(&user));
+    } else {
         println!("{} is not disabled", describe(&user));
-        return Ok(ExitCode::SUCCESS);
     }
-    if !users.set_disabled(user.id, None).await? {
-        bail!("{} was deleted meanwhile", describe(&user));
-    }
-    tracing::info!(
-        event = "user_enabled",
-        user_id = user.id,
-        source = "cli",
-        "account enabled by an operator"
-    );
-    println!("enabled {}: it can log in again", describe(&user));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -325,6 +325,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Per-request timeout in seconds (REQUEST_TIMEOUT_SECONDS).
     pub request_timeout_secs: u64,
+    /// `__Host-`/`__Secure-` cookie names (COOKIE_PREFIXES; interim until the config rewrite).
+    pub cookie_prefixes: bool,
 }
 
 /// A variable map: the environment, with `.env` underneath.
@@ -667,6 +669,7 @@ impl Config {
             hash_queue: r.parse_int("HASH_QUEUE_SIZE", 32, 1, 100_000)?,
             max_body_bytes: r.parse_int("MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)?,
             request_timeout_secs: r.parse_int("REQUEST_TIMEOUT_SECONDS", 30, 1, 600)?,
+            cookie_prefixes: false,
         };
         Ok(config)
     }

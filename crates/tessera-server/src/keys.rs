@@ -12,7 +12,6 @@
 //! at once and signs only after KEY_PUBLISH_DELAY, so no verifier meets an unknown kid.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
@@ -27,7 +26,6 @@ use tessera_core::sealing::{MasterKey, is_sealed};
 use tessera_core::store::{InsertCondition, KeyPurpose, KeyStore, StoredKey};
 
 use crate::config::Config;
-use crate::state::{AppState, unix_now};
 
 /// The key rings and the CSRF key. The rings sit behind `ArcSwap` so that a reload replaces a
 /// whole ring at once while requests keep verifying against the one they loaded.
@@ -217,8 +215,7 @@ fn check_algorithm(ring: &KeyRing, purpose: KeyPurpose, alg: Algorithm) -> anyho
 }
 
 /// Loads or creates the keys at start.
-pub async fn load(config: &Config, store: Arc<dyn KeyStore>) -> anyhow::Result<Keys> {
-    let now = unix_now();
+pub async fn load(config: &Config, store: Arc<dyn KeyStore>, now: i64) -> anyhow::Result<Keys> {
     let master = master_key(config)?;
     let mut generated = Vec::new();
     let mut purposes = Vec::new();
@@ -339,7 +336,7 @@ impl Keys {
 
     /// Adds a scheduled rotation when the newest key of a managed purpose is older than
     /// `interval`. Of several instances finding it due, one inserts.
-    async fn rotate_if_due(&self, interval: i64, publish_delay: i64, now: i64) -> anyhow::Result<()> {
+    pub async fn rotate_if_due(&self, interval: i64, publish_delay: i64, now: i64) -> anyhow::Result<()> {
         let Some(managed) = &self.managed else { return Ok(()) };
         for purpose in &managed.purposes {
             let alg = match purpose {
@@ -371,50 +368,12 @@ impl Keys {
     }
 }
 
-/// Reloads the key rings every KEY_RELOAD_SECONDS (and rotates on schedule when
-/// KEY_ROTATION_INTERVAL is set), for as long as the process runs.
-pub fn spawn_reload(state: AppState) {
-    if state.keys.managed.is_none() {
-        return;
+impl Keys {
+    /// Whether the keys are managed (stored, reloaded, rotated on schedule) rather than
+    /// configured secrets.
+    pub fn is_managed(&self) -> bool {
+        self.managed.is_some()
     }
-    tokio::spawn(async move {
-        let interval = Duration::from_secs(state.config.key_reload_secs);
-        loop {
-            tokio::time::sleep(interval).await;
-            let now = unix_now();
-            if let Some(every) = state.config.key_rotation_interval_secs
-                && let Err(error) = state
-                    .keys
-                    .rotate_if_due(every, state.config.key_publish_delay_secs, now)
-                    .await
-            {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "scheduled key rotation failed; will retry"
-                );
-            }
-            match state.keys.reload(now).await {
-                Ok(true) => {
-                    // A retired or pruned key must stop verifying at once: drop cached claims.
-                    if let Some(cache) = &state.token_cache {
-                        cache.clear();
-                    }
-                    let access = state.keys.access.load();
-                    tracing::info!(
-                        event = "keys_reloaded",
-                        signing_kid = access.signing_key().map(|k| k.kid().to_string()).unwrap_or_default(),
-                        keys = access.keys().len(),
-                        "key rings changed"
-                    );
-                }
-                Ok(false) => {}
-                Err(error) => tracing::warn!(
-                    error = format!("{error:#}"),
-                    "key reload failed; keeping the current rings"
-                ),
-            }
-        }
-    });
 }
 
 /// One line of `tessera keys list`.

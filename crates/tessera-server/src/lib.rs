@@ -2,42 +2,30 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: environment and `.env` into a checked [`config::Config`] (S11).
-//! - [`secrets`]: secrets from AWS Secrets Manager (`<NAME>_AWS_SECRET_ID`, feature `aws`) (S3).
-//! - [`state`]: [`state::AppState`], shared by handlers, and token issuing/verifying.
-//! - [`keys`]: configured secrets or the managed key ring, loaded at start (S3, B1).
-//! - [`accounts`]: account rules, hashing and insert shared by POST /register and the CLI.
-//! - [`auth`]: the [`auth::AuthUser`] extractor: Bearer or cookie, denylist, CSRF (S1, S2, B3).
-//! - [`http`]: routes per feature and the middleware stack.
-//! - [`error`], [`i18n`]: the unified error format in English and Chinese (S5).
-//! - [`extract`]: body, client-address and user-agent extractors.
-//! - [`cookies`]: the token cookies (S1).
-//! - [`hashing`]: the bounded password-hashing pool (B8).
-//! - [`rate_limit`]: per-IP, per-account and per-user limits (S7, B7).
-//! - [`revocation`]: the denylist, shared through Redis pub/sub and the database (B3, B9).
-//! - [`backends`]: Redis health and the fallback to local state (B9).
-//! - [`token_cache`]: the in-process cache of verified claims (S8).
-//! - [`metrics`]: the Prometheus registry of this instance (S10).
-//! - [`telemetry`]: logging set-up (S6).
-//! - [`cli`]: `tessera serve`, `config check`, `keys`, `users`, `migrate`.
+//! Three layers, each importing only the ones below it (checked by `tests/api/layers.rs`):
+//!
+//! - [`http`]: the only module that knows axum: routes per feature, extractors, cookies, the
+//!   unified error format in English and Chinese (S5), the middleware stack.
+//! - [`app`]: the application services (A1): register, login, refresh, logout, sessions,
+//!   authentication, rate limits, account administration. Plain Rust, no HTTP.
+//! - Infrastructure the services use: [`config`] (S11), [`secrets`] (S3), [`keys`] (S3, B1),
+//!   [`hashing`] (B8), [`revocation`] (B3, B9), [`backends`] (B9), [`token_cache`] (S8),
+//!   [`metrics`] (S10), [`telemetry`] (S6), [`clock`] (A4).
+//!
+//! [`cli`] runs `tessera serve`, `config check`, `keys`, `users`, `migrate` on top of the
+//! services; this file composes everything: [`build`] and [`serve`].
 
-pub mod accounts;
-pub mod auth;
+pub mod app;
 pub mod backends;
 pub mod cli;
+pub mod clock;
 pub mod config;
-pub mod cookies;
-pub mod error;
-pub mod extract;
 pub mod hashing;
 pub mod http;
-pub mod i18n;
 pub mod keys;
 pub mod metrics;
-pub mod rate_limit;
 pub mod revocation;
 pub mod secrets;
-pub mod state;
 pub mod telemetry;
 pub mod token_cache;
 
@@ -60,20 +48,23 @@ use tessera_store::redis_bus::RedisBus;
 use tessera_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
+use crate::app::App;
+use crate::app::accounts::Accounts;
+use crate::app::limits::RateLimits;
 use crate::backends::RedisHealth;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Database};
 use crate::hashing::HashPool;
+use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
-use crate::state::{AppState, Inner};
 use crate::token_cache::{RedisTokenCache, TokenCache};
 
-/// A built application: the router and its state, ready to serve.
-pub struct App {
+/// A built server: the router and the application behind it, ready to serve.
+pub struct Built {
     /// The router with all middleware.
     pub router: axum::Router,
-    /// The shared state.
+    /// The application (the handlers' state).
     pub state: AppState,
 }
 
@@ -126,10 +117,15 @@ pub async fn open_key_store(database: &Database) -> anyhow::Result<Arc<dyn KeySt
 }
 
 /// Opens the stores, loads the keys, connects Redis (if configured), starts the hashing pool
-/// and the background tasks, and builds the router.
-pub async fn build(config: Config) -> anyhow::Result<App> {
+/// and the background tasks, and builds the router, on the system clock.
+pub async fn build(config: Config) -> anyhow::Result<Built> {
+    build_with_clock(config, SystemClock::shared()).await
+}
+
+/// [`build`] on a given clock (tests pass a [`clock::ManualClock`]).
+pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Built> {
     let stores = open_stores(&config.database).await?;
-    let keys = keys::load(&config, stores.keys.clone()).await?;
+    let keys = keys::load(&config, stores.keys.clone(), clock.now()).await?;
 
     let redis = match &config.redis_url {
         Some(url) => {
@@ -144,7 +140,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
     // Sessions revoked within the last access lifetime may still have live access tokens:
     // the denylist starts from them, then follows pub/sub and the database (B3).
-    let denylist = Revocations::new(redis.clone());
+    let denylist = Revocations::new(redis.clone(), clock.clone());
     denylist
         .start(
             stores.sessions.clone(),
@@ -160,7 +156,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         ));
         (limiter, Arc::clone(health))
     });
-    let limits = RateLimits::new(Arc::new(MemoryRateLimiter::new()), shared_limiter);
+    let limits = RateLimits::new(Arc::new(MemoryRateLimiter::new()), shared_limiter, clock.clone());
 
     let shared_token_cache = match (&redis, config.token_cache_redis) {
         (Some(health), true) => RedisTokenCache::new(Arc::clone(health), &config.redis_prefix, &keys.cache_mac_key),
@@ -175,7 +171,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
     let mut validation = Validation::new(config.issuer.clone(), config.audience.clone());
     validation.leeway_secs = config.leeway_secs;
-    let state = AppState(Arc::new(Inner {
+    let accounts = Accounts::new(
+        stores.users.clone(),
+        stores.sessions.clone(),
+        hashing,
+        PasswordPolicy::default(),
+        clock.clone(),
+        config.access_ttl_secs + config.leeway_secs,
+    );
+    let state = Arc::new(App {
         users: stores.users,
         sessions: stores.sessions,
         key_store: stores.keys,
@@ -183,16 +187,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         limits,
         redis,
         keys,
-        hashing,
-        policy: PasswordPolicy::default(),
+        accounts,
         validation,
         token_cache: TokenCache::new(config.token_cache_size),
         shared_token_cache,
         metrics: Metrics::new().context("could not register metrics")?,
         config,
-    }));
-    keys::spawn_reload(state.clone());
-    Ok(App {
+        clock,
+    });
+    state.spawn_key_reload();
+    Ok(Built {
         router: http::router(state.clone()),
         state,
     })
@@ -200,7 +204,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
 pub async fn serve(
-    app: App,
+    app: Built,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {

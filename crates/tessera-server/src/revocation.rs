@@ -20,7 +20,7 @@ use tessera_store::memory::MemoryDenylist;
 use tessera_store::redis_bus::RedisBus;
 
 use crate::backends::RedisHealth;
-use crate::state::unix_now;
+use crate::clock::SharedClock;
 
 /// How far back each poll looks, beyond the previous successful poll: covers transactions that
 /// committed with an earlier timestamp than our last read, and clock skew between instances.
@@ -46,14 +46,16 @@ pub async fn publish_revoked_sessions(bus: &RedisBus, session_ids: &[String], un
 pub struct Revocations {
     local: MemoryDenylist,
     redis: Option<Arc<RedisHealth>>,
+    clock: SharedClock,
 }
 
 impl Revocations {
     /// A denylist, shared through `redis` when there is one.
-    pub fn new(redis: Option<Arc<RedisHealth>>) -> Arc<Revocations> {
+    pub fn new(redis: Option<Arc<RedisHealth>>, clock: SharedClock) -> Arc<Revocations> {
         Arc::new(Revocations {
             local: MemoryDenylist::new(),
             redis,
+            clock,
         })
     }
 
@@ -71,7 +73,7 @@ impl Revocations {
 
     /// Applies a message published by another instance.
     fn apply(&self, message: &str) {
-        let now = unix_now();
+        let now = self.clock.now();
         let mut parts = message.split(' ');
         let (Some(kind), Some(id), Some(until)) = (parts.next(), parts.next(), parts.next()) else {
             return;
@@ -87,7 +89,7 @@ impl Revocations {
     /// Loads the sessions revoked since `since` from the database into the local denylist.
     async fn catch_up(&self, sessions: &dyn SessionStore, since: i64, access_lifetime: i64) -> Result<(), StoreError> {
         let revoked = sessions.revoked_since(since).await?;
-        let now = unix_now();
+        let now = self.clock.now();
         for (sid, revoked_at) in revoked {
             self.local.revoke_session(&sid, revoked_at + access_lifetime, now);
         }
@@ -102,7 +104,7 @@ impl Revocations {
         poll_interval: Duration,
     ) -> Result<(), StoreError> {
         // Everything revoked within one access lifetime may still have live tokens.
-        let started = unix_now();
+        let started = self.clock.now();
         self.catch_up(sessions.as_ref(), started - access_lifetime, access_lifetime)
             .await?;
         if let Some(redis) = &self.redis {
@@ -114,7 +116,7 @@ impl Revocations {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(poll_interval).await;
-                let polled_at = unix_now();
+                let polled_at = revocations.clock.now();
                 let since = last_success.load(Ordering::Relaxed) - POLL_OVERLAP_SECS;
                 match revocations.catch_up(sessions.as_ref(), since, access_lifetime).await {
                     Ok(()) => last_success.store(polled_at, Ordering::Relaxed),
@@ -145,17 +147,19 @@ impl Denylist for Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     #[test]
     fn published_messages_are_applied_and_garbage_is_ignored() {
-        let revocations = Revocations::new(None);
-        let later = unix_now() + 100;
+        let clock = crate::clock::ManualClock::starting_now();
+        let revocations = Revocations::new(None, clock.clone());
+        let later = clock.now() + 100;
         revocations.apply(&format!("s sid-1 {later}"));
         revocations.apply(&format!("t jti-1 {later}"));
         for garbage in ["", "s", "s x", "s x notanumber", "z x 1", "s  1"] {
             revocations.apply(garbage);
         }
-        let now = unix_now();
+        let now = clock.now();
         assert!(revocations.is_revoked("any", "sid-1", now));
         assert!(revocations.is_revoked("jti-1", "other", now));
         assert!(!revocations.is_revoked("any", "x", now));

@@ -7,24 +7,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tessera_core::password::Verification;
-use tessera_core::store::Denylist;
-use tessera_core::store::{NewSession, RefreshRotation, Rotation, RotationOutcome, User};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
-use crate::accounts::{self, CreateError};
-use crate::auth::{AuthUser, check_csrf, reject_token};
-use crate::cookies::{self, REFRESH_COOKIE};
-use crate::error::{AppError, AppResult, ErrorCode, FieldError};
-use crate::extract::{ApiJson, ClientIp, JsonOrForm, UserAgent, parse_json};
-use crate::hashing::HashError;
-use crate::i18n::{Lang, message};
-use crate::rate_limit;
-use crate::state::{AppState, random_id, unix_now};
-
-/// Passwords longer than this (in bytes) are refused before any hashing work.
-const MAX_PASSWORD_BYTES: usize = 1024;
+use super::AppState;
+use super::auth::{AuthUser, presented_csrf};
+use super::cookies::{self, CookieNames};
+use super::error::{AppError, AppResult, ErrorCode, FieldError};
+use super::extract::{ApiJson, ClientIp, JsonOrForm, UserAgent, parse_json};
+use super::i18n::{Lang, message};
+use super::limits;
+use crate::app::accounts::Registration;
+use crate::app::login::{ClientInfo, LoginAttempt, SessionTokens};
+use crate::app::origin::RequestOrigin;
+use crate::app::refresh::RefreshSource;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,20 +30,6 @@ pub fn router() -> Router<AppState> {
         .route("/refresh/csrf", get(refresh_csrf))
         .route("/logout", post(logout))
         .route("/logout/all", post(logout_all))
-}
-
-fn hash_error(state: &AppState, error: HashError) -> AppError {
-    match error {
-        // B8: shed load instead of queueing without bound.
-        HashError::Busy => {
-            state.metrics.hash_rejected.inc();
-            AppError::Unavailable {
-                retry_after: 1,
-                reason: "password hashing queue full".into(),
-            }
-        }
-        HashError::Failed(reason) => AppError::Internal(anyhow::anyhow!(reason)),
-    }
 }
 
 /// `POST /register`.
@@ -106,9 +88,10 @@ fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldEr
 pub(super) async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> AppResult<Response> {
-    let decision = rate_limit::enforce(&state, "register", &ip, &state.config.rate_limit_register, &ip).await?;
+    state.check_same_site(request_origin(&headers), &ip)?;
     let mut errors = Vec::new();
     let email = required(request.email, "email", &mut errors).trim().to_owned();
     let username = required(request.username, "username", &mut errors).trim().to_owned();
@@ -116,28 +99,28 @@ pub(super) async fn register(
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    // The same checks, hashing and insert as `tessera users create`: one function for both.
-    let user = accounts::create(
-        &*state.users,
-        &state.hashing,
-        &state.policy,
-        &email,
-        &username,
+    let registration = Registration {
+        email,
+        username,
         password,
-    )
-    .await
-    .map_err(|error| match error {
-        CreateError::Invalid(errors) => AppError::Validation(errors),
-        CreateError::Hashing(error) => hash_error(&state, error),
-        CreateError::Store(error) => AppError::from(error),
-    })?;
-    tracing::info!(event = "register", user_id = user.id, username = %user.username, ip_address = %ip, "account registered");
+    };
+    let (user, decision) = state.register(registration, &ip).await?;
     let body = RegisterResponse {
         user_id: user.id,
         email: user.email,
         username: user.username,
     };
-    Ok((StatusCode::CREATED, rate_limit::headers(&decision), axum::Json(body)).into_response())
+    Ok((StatusCode::CREATED, limits::headers(&decision), axum::Json(body)).into_response())
+}
+
+/// What the browser says about the origin of a request (login CSRF check).
+fn request_origin(headers: &HeaderMap) -> RequestOrigin<'_> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    RequestOrigin {
+        origin: text("origin"),
+        fetch_site: text("sec-fetch-site"),
+        host: text("host"),
+    }
 }
 
 /// `POST /login`, as JSON or form-encoded: `email` or `username` names the account.
@@ -192,25 +175,28 @@ struct LogoutAllResponse {
 }
 
 /// The login response and the refresh response share this shape (S1, the contract table).
-fn token_response(state: &AppState, lang: Lang, message_key: &str, access: &str, refresh: &str, sid: &str) -> Response {
+fn token_response(state: &AppState, lang: Lang, message_key: &str, tokens: &SessionTokens) -> Response {
     let delivery = state.config.token_delivery;
     let body = TokenResponse {
         message: message(message_key, lang),
-        access_token: delivery.uses_body().then(|| access.to_owned()),
-        refresh_token: delivery.uses_body().then(|| refresh.to_owned()),
+        access_token: delivery.uses_body().then(|| tokens.access_token.clone()),
+        refresh_token: delivery.uses_body().then(|| tokens.refresh_token.clone()),
         token_type: "bearer",
         expires_in: state.config.access_ttl_secs,
-        csrf_token: state.keys.csrf.token_for(sid),
+        csrf_token: tokens.csrf_token.clone(),
     };
     let mut headers = HeaderMap::new();
     if delivery.uses_cookies() {
-        for cookie in cookies::set_tokens(&state.config, access, refresh) {
+        for cookie in cookies::set_tokens(&state.config, &tokens.access_token, &tokens.refresh_token) {
             headers.append(header::SET_COOKIE, cookie);
         }
     }
     // RFC 6749 section 5.1: token responses must not be cached.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(decision) = &tokens.limit {
+        headers.extend(limits::headers(decision));
+    }
     (StatusCode::OK, headers, axum::Json(body)).into_response()
 }
 
@@ -248,23 +234,10 @@ pub(super) async fn login(
     lang: Lang,
     ClientIp(ip): ClientIp,
     UserAgent(user_agent): UserAgent,
+    headers: HeaderMap,
     JsonOrForm(request): JsonOrForm<LoginRequest>,
 ) -> AppResult<Response> {
-    let started = std::time::Instant::now();
-    let result = login_attempt(&state, lang, ip, user_agent, request).await;
-    state.metrics.login_duration.observe(started.elapsed().as_secs_f64());
-    let status = if result.is_ok() { "success" } else { "failure" };
-    state.metrics.login_attempts.with_label_values(&[status]).inc();
-    result
-}
-
-async fn login_attempt(
-    state: &AppState,
-    lang: Lang,
-    ip: String,
-    user_agent: Option<String>,
-    request: LoginRequest,
-) -> AppResult<Response> {
+    state.check_same_site(request_origin(&headers), &ip)?;
     let mut errors = Vec::new();
     let login = request
         .email
@@ -275,156 +248,12 @@ async fn login_attempt(
         errors.push(FieldError::new("email", "missing", "email or username required"));
     }
     let password = Zeroizing::new(required(request.password, "password", &mut errors));
-    if password.len() > MAX_PASSWORD_BYTES {
-        errors.push(FieldError::new("password", "too_long", "too long"));
-    }
     let (Some(login), true) = (login, errors.is_empty()) else {
         return Err(AppError::Validation(errors));
     };
-    if login.len() > 254 {
-        return Err(AppError::Validation(vec![FieldError::new(
-            "email", "too_long", "too long",
-        )]));
-    }
-
-    // Per client IP (S7) first, before any database work. Then per account whatever the IP
-    // (B7), keyed by the account id when the login names one, so its email and its username
-    // share one bucket; unknown logins are keyed by the text. Both before any hashing work.
-    // The X-RateLimit-* headers describe whichever leaves fewer attempts: the one the client
-    // runs into first.
-    // The reason tells the two apart: `rate_limited` (this client IP is over its limit) or
-    // `locked` (the account is throttled after too many attempts, whatever the IP).
-    let refused = |reason: &'static str| {
-        let (login, ip) = (&login, &ip);
-        move |error: AppError| {
-            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason, "login refused by the rate limit");
-            error
-        }
-    };
-    let per_ip = rate_limit::enforce(state, "login", &ip, &state.config.rate_limit_login, &ip)
-        .await
-        .map_err(refused("rate_limited"))?;
-    let started = std::time::Instant::now();
-    let user = state.users.find_by_login(&login).await?;
-    let account_key = match &user {
-        Some(user) => format!("id:{}", user.id),
-        None => format!("login:{}", login.to_lowercase()),
-    };
-    let per_account = rate_limit::enforce(
-        state,
-        "login_account",
-        &account_key,
-        &state.config.rate_limit_login_account,
-        &ip,
-    )
-    .await
-    .map_err(refused("locked"))?;
-    let decision = if per_account.remaining < per_ip.remaining {
-        per_account
-    } else {
-        per_ip
-    };
-    // Unknown user or not, the same hashing work happens (dummy hash), so the answer and its
-    // timing do not tell whether the account exists (B6).
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let verification = state
-        .hashing
-        .verify(password.clone(), stored)
-        .await
-        .map_err(|e| hash_error(state, e))?;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-
-    let user = match (user, verification) {
-        (Some(user), Verification::Valid { needs_rehash }) => {
-            if needs_rehash {
-                rehash_in_background(state, user.id, password);
-            }
-            user
-        }
-        (user, _) => {
-            let reason = if user.is_some() {
-                "wrong_password"
-            } else {
-                "user_not_found"
-            };
-            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason, elapsed_ms, "login failed");
-            return Err(AppError::Code(ErrorCode::InvalidCredentials));
-        }
-    };
-    if user.disabled_at.is_some() {
-        tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "disabled", "login to a disabled account");
-        return Err(AppError::Code(ErrorCode::AccountDisabled));
-    }
-    let mut response = start_session(state, lang, &user, &ip, user_agent).await?;
-    response.headers_mut().extend(rate_limit::headers(&decision));
-    tracing::info!(event = "login_success", user_id = user.id, username = %user.username, ip_address = %ip, elapsed_ms, "login succeeded");
-    Ok(response)
-}
-
-/// Upgrades a password hash made with old parameters, after the response has gone.
-fn rehash_in_background(state: &AppState, user_id: i64, password: Zeroizing<String>) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let result = match state.hashing.hash(password).await {
-            Ok(hash) => state
-                .users
-                .update_password_hash(user_id, &hash)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(()) => tracing::info!(
-                event = "password_rehashed",
-                user_id,
-                "password hash upgraded to current parameters"
-            ),
-            Err(error) => {
-                tracing::warn!(event = "password_rehash_failed", user_id, %error, "password rehash failed; will retry at next login")
-            }
-        }
-    });
-}
-
-/// Creates a session and answers with its first token pair.
-async fn start_session(
-    state: &AppState,
-    lang: Lang,
-    user: &User,
-    ip: &str,
-    user_agent: Option<String>,
-) -> AppResult<Response> {
-    let now = unix_now();
-    let sid = random_id();
-    let refresh_jti = random_id();
-    let expires_at = now + state.config.refresh_ttl_secs;
-    // Sign first: if signing failed after the insert, a session would exist that no client holds.
-    let access = state
-        .issue_access(user.id, &user.username, &sid, now)
-        .map_err(anyhow::Error::from)?;
-    let refresh = state
-        .issue_refresh(user.id, &user.username, &sid, &refresh_jti, now, expires_at)
-        .map_err(anyhow::Error::from)?;
-    state
-        .sessions
-        .create(NewSession {
-            id: sid.clone(),
-            user_id: user.id,
-            refresh_jti,
-            now,
-            expires_at,
-            ip_address: Some(ip.to_owned()),
-            user_agent,
-        })
-        .await?;
-    Ok(token_response(
-        state,
-        lang,
-        "login_success",
-        &access.token,
-        &refresh,
-        &sid,
-    ))
+    let client = ClientInfo { ip, user_agent };
+    let tokens = state.login(LoginAttempt { login, password }, &client).await?;
+    Ok(token_response(&state, lang, "login_success", &tokens))
 }
 
 /// `POST /refresh` with the token in the body. With no body, the refresh cookie is used.
@@ -465,14 +294,14 @@ pub(super) async fn refresh_csrf(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> AppResult<axum::Json<CsrfResponse>> {
-    let Some(token) = cookies::read(&headers, REFRESH_COOKIE) else {
+    let Some(token) = cookies::read(&headers, CookieNames::for_config(&state.config).refresh) else {
         return Err(AppError::Code(ErrorCode::NotAuthenticated));
     };
     let claims = state
-        .verify_refresh(&token, unix_now())
-        .map_err(|e| reject_token(&e, &token, &ip))?;
+        .check_refresh_token(&token, &ip)
+        .map_err(|e| AppError::from(e).for_refresh_token())?;
     Ok(axum::Json(CsrfResponse {
-        csrf_token: state.keys.csrf.token_for(&claims.sid),
+        csrf_token: state.csrf_token(&claims.sid),
     }))
 }
 
@@ -527,98 +356,23 @@ pub(super) async fn refresh(
     };
     let (token, via_cookie) = match from_body {
         Some(token) => (token, false),
-        None => match cookies::read(&headers, REFRESH_COOKIE) {
+        None => match cookies::read(&headers, CookieNames::for_config(&state.config).refresh) {
             Some(token) => (token, true),
             None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
         },
     };
-    let now = unix_now();
-    let claims = state
-        .verify_refresh(&token, now)
-        .map_err(|e| reject_token(&e, &token, &ip))?;
-    if via_cookie {
-        check_csrf(&state, &headers, &claims.sid, &ip)?;
-    }
-    let new_jti = random_id();
-    let new_expires_at = now + state.config.refresh_ttl_secs;
-    let rotation = Rotation {
-        session_id: &claims.sid,
-        presented_jti: &claims.jti,
-        new_jti: &new_jti,
-        now,
-        new_expires_at,
-        grace_secs: state.config.refresh_reuse_grace_secs,
-    };
-    // The account check and the rotation, in one statement on the SQL stores.
-    let (username, outcome) = match state
-        .sessions
-        .rotate_for_refresh(state.users.as_ref(), claims.user_id, rotation)
-        .await?
-    {
-        RefreshRotation::Attempted { username, outcome } => (username, outcome),
-        RefreshRotation::AccountInactive => {
-            // The account is gone or disabled: end the session with it.
-            state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
-            state.deny_sessions([claims.sid.as_str()], now);
-            return Err(AppError::Token {
-                code: ErrorCode::InvalidToken,
-            });
+    let source = if via_cookie {
+        RefreshSource::Cookie {
+            csrf: presented_csrf(&headers),
         }
+    } else {
+        RefreshSource::Body
     };
-    let user_id = claims.user_id;
-    let (refresh_token, kind) = match outcome {
-        RotationOutcome::Rotated(_) => (
-            state.issue_refresh(user_id, &username, &claims.sid, &new_jti, now, new_expires_at),
-            "rotated",
-        ),
-        // A concurrent refresh already rotated this token moments ago: hand back the token it
-        // received (same jti, same times, same bytes), so one chain stays live (B2).
-        RotationOutcome::WithinGrace(session) => (
-            state.issue_refresh(
-                user_id,
-                &username,
-                &claims.sid,
-                &session.current_jti,
-                session.refresh_issued_at,
-                session.expires_at,
-            ),
-            "grace",
-        ),
-        RotationOutcome::ReuseDetected(_) => {
-            state.deny_sessions([claims.sid.as_str()], now);
-            state.metrics.refresh_reuse.inc();
-            tracing::warn!(
-                event = "refresh_reuse_detected",
-                user_id = user_id,
-                session_id = %claims.sid,
-                ip_address = %ip,
-                "a spent refresh token was presented again; the whole session family is revoked"
-            );
-            return Err(AppError::Token {
-                code: ErrorCode::InvalidToken,
-            });
-        }
-        RotationOutcome::Invalid => {
-            tracing::warn!(event = "invalid_token", ip_address = %ip, user_id = user_id, reason = "session revoked or expired", "refresh refused");
-            return Err(AppError::Token {
-                code: ErrorCode::InvalidToken,
-            });
-        }
-    };
-    let refresh_token = refresh_token.map_err(anyhow::Error::from)?;
-    let access = state
-        .issue_access(user_id, &username, &claims.sid, now)
-        .map_err(anyhow::Error::from)?;
-    state.metrics.token_refresh.inc();
-    tracing::info!(event = "token_refresh", user_id = user_id, ip_address = %ip, rotation = kind, "tokens refreshed");
-    Ok(token_response(
-        &state,
-        lang,
-        "refresh_success",
-        &access.token,
-        &refresh_token,
-        &claims.sid,
-    ))
+    let tokens = state
+        .refresh(&token, source, &ip)
+        .await
+        .map_err(|e| AppError::from(e).for_refresh_token())?;
+    Ok(token_response(&state, lang, "refresh_success", &tokens))
 }
 
 /// Ends the current session.
@@ -642,16 +396,7 @@ pub(super) async fn logout(
     lang: Lang,
     ClientIp(ip): ClientIp,
 ) -> AppResult<Response> {
-    let now = unix_now();
-    let claims = &user.claims;
-    // B3: the refresh cookie (Path=/refresh) never reaches /logout, so the session is revoked
-    // by its id, and the access token presented is refused from this moment on.
-    state.sessions.revoke(claims.user_id, &claims.sid, now).await?;
-    state
-        .denylist
-        .revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
-    state.deny_sessions([claims.sid.as_str()], now);
-    tracing::info!(event = "logout", user_id = claims.user_id, ip_address = %ip, "logged out");
+    state.logout(&user.claims, &ip).await?;
     let body = MessageResponse {
         message: message("logout_success", lang),
     };
@@ -683,17 +428,10 @@ pub(super) async fn logout_all(
     lang: Lang,
     ClientIp(ip): ClientIp,
 ) -> AppResult<Response> {
-    let now = unix_now();
-    let claims = &user.claims;
-    let revoked = state.sessions.revoke_all(claims.user_id, now).await?;
-    state
-        .denylist
-        .revoke_token(&claims.jti, claims.exp + state.config.leeway_secs, now);
-    state.deny_sessions(revoked.iter().map(String::as_str).chain([claims.sid.as_str()]), now);
-    tracing::info!(event = "logout_all", user_id = claims.user_id, ip_address = %ip, sessions_revoked = revoked.len(), "logged out everywhere");
+    let revoked = state.logout_all(&user.claims, &ip).await?;
     let body = LogoutAllResponse {
         message: message("logout_all_success", lang),
-        sessions_revoked: revoked.len(),
+        sessions_revoked: revoked,
     };
     Ok((
         StatusCode::OK,

@@ -5,11 +5,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, FieldError};
-use crate::extract::ApiJson;
-use crate::i18n::Lang;
-use crate::state::AppState;
+use super::AppState;
+use super::auth::AuthUser;
+use super::error::{AppError, AppResult, FieldError};
+use super::extract::ApiJson;
+use super::i18n::Lang;
 
 /// Longest chat message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 4_000;
@@ -21,7 +21,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         "/agent/chat",
         post(chat).route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::rate_limit::api_limit,
+            super::limits::api_limit,
         )),
     )
 }

@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{AppError, AppResult};
-use crate::state::AppState;
+use super::AppState;
+use super::error::{AppError, AppResult};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -14,7 +14,7 @@ use axum::routing::get;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::state::AppState;
+use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/.well-known/jwks.json", get(jwks))

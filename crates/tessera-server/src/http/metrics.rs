@@ -1,6 +1,6 @@
 //! `GET /metrics` (S10) and the HTTP request metrics middleware.
 
-use std::time::Instant;
+use crate::clock::Stopwatch;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::state::{AppState, unix_now};
+use super::AppState;
 
 /// `GET /metrics`.
 pub fn router() -> Router<AppState> {
@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
 /// Refreshes the state-mirroring gauges, then renders every metric.
 async fn metrics(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
-    match state.sessions.count_active(unix_now()).await {
+    match state.sessions.count_active(state.clock.now()).await {
         Ok(count) => {
             metrics.active_tokens.set(count);
             metrics.backend_up.with_label_values(&["database"]).set(1);
@@ -28,7 +28,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     metrics
         .hash_queue_depth
-        .set(i64::try_from(state.hashing.queue_depth()).unwrap_or(i64::MAX));
+        .set(i64::try_from(state.accounts.hashing().queue_depth()).unwrap_or(i64::MAX));
     metrics
         .hash_queue_capacity
         .set(i64::try_from(state.config.hash_queue).unwrap_or(i64::MAX));
@@ -53,7 +53,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// Counts and times every request by method, matched route (never the raw path, so ids in
 /// paths cannot blow up the label set) and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     // Only the standard methods become label values: a client can send any token as a
     // method, and each would be a new time series.
     let method = match *request.method() {

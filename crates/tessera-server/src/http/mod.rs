@@ -7,15 +7,22 @@
 
 mod account;
 mod agent;
+pub mod auth;
+pub mod cookies;
 mod demo;
+pub mod error;
+pub mod extract;
 mod health;
+pub mod i18n;
 mod jwks;
+pub mod limits;
 mod metrics;
 pub mod openapi;
 mod profile;
 mod sessions;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -31,10 +38,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
-use crate::error::{AppError, ErrorCode, RenderedError};
-use crate::extract::{ClientIp, has_credentials_in_query};
-use crate::i18n::Lang;
-use crate::state::AppState;
+use self::error::{AppError, ErrorCode, RenderedError};
+use self::extract::{ClientIp, has_credentials_in_query};
+use self::i18n::Lang;
+use crate::app::App;
+
+/// The state every handler gets: the application, behind one `Arc`.
+pub type AppState = Arc<App>;
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -120,7 +130,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 
 /// A fresh request id: 128 random bits from the thread's CSPRNG (ChaCha, seeded from the OS),
 /// not the OS source itself: one `getrandom` system call per request was ~2% of `GET /profile`
-/// (docs/PERFORMANCE.md). Session ids and token ids keep [`crate::state::random_id`].
+/// (docs/PERFORMANCE.md). Session ids and token ids keep [`crate::app::random_id`].
 fn new_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     tessera_core::b64::encode(&bytes)

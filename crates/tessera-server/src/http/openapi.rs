@@ -23,8 +23,8 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, RefOr, Response, ResponseBu
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::error::{AppError, ErrorCode};
-use crate::state::AppState;
+use super::AppState;
+use super::error::{AppError, ErrorCode};
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";

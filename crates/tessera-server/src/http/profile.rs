@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, ErrorCode};
-use crate::state::AppState;
+use super::AppState;
+use super::auth::AuthUser;
+use super::error::{AppError, AppResult, ErrorCode};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -17,14 +17,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/profile",
             get(profile).route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::rate_limit::api_limit,
+                super::limits::api_limit,
             )),
         )
         .route(
             "/profile/full",
             get(profile_full).route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::rate_limit::api_limit,
+                super::limits::api_limit,
             )),
         )
 }

@@ -8,12 +8,12 @@ use axum::routing::{delete, get};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::AuthUser;
-use crate::cookies;
-use crate::error::{AppError, AppResult, ErrorCode};
-use crate::extract::ClientIp;
-use crate::http::rfc3339;
-use crate::state::{AppState, unix_now};
+use super::AppState;
+use super::auth::AuthUser;
+use super::cookies;
+use super::error::AppResult;
+use super::extract::ClientIp;
+use super::rfc3339;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -21,14 +21,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/sessions",
             get(list_sessions).route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::rate_limit::api_limit,
+                super::limits::api_limit,
             )),
         )
         .route(
             "/sessions/{id}",
             delete(delete_session).route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::rate_limit::api_limit,
+                super::limits::api_limit,
             )),
         )
 }
@@ -78,7 +78,7 @@ struct SessionList {
     security(("bearer" = []), ("cookie" = [])),
 )]
 pub(super) async fn list_sessions(State(state): State<AppState>, user: AuthUser) -> AppResult<Response> {
-    let sessions = state.sessions.list_active(user.claims.user_id, unix_now()).await?;
+    let sessions = state.list_sessions(user.claims.user_id).await?;
     let sessions = sessions
         .into_iter()
         .map(|s| SessionView {
@@ -121,14 +121,7 @@ pub(super) async fn delete_session(
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let now = unix_now();
-    // Only the owner's live sessions are visible: someone else's id is "not found", not
-    // "forbidden", so ids cannot be probed.
-    if id.len() > 64 || !state.sessions.revoke(user.claims.user_id, &id, now).await? {
-        return Err(AppError::Code(ErrorCode::NotFound));
-    }
-    state.deny_sessions([id.as_str()], now);
-    tracing::info!(event = "session_revoked", user_id = user.claims.user_id, session_id = %id, ip_address = %ip, "session ended by its owner");
+    state.end_session(&user.claims, &id, &ip).await?;
     let headers = if id == user.claims.sid && state.config.token_delivery.uses_cookies() {
         cookies::clear_tokens_headers(&state.config)
     } else {

@@ -1,6 +1,8 @@
 //! API tests: a real server on a loopback port per test, driven over HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Tests time real processes and sockets; the server under test takes its time from a Clock.
+#![allow(clippy::disallowed_methods)]
 
 mod helpers;
 

@@ -3,17 +3,53 @@
 //! `access_token`: HttpOnly, Secure (COOKIE_SECURE), SameSite (COOKIE_SAMESITE), Path=/,
 //! Max-Age = access lifetime. `refresh_token`: the same but Path=/refresh, so the browser sends
 //! it to the refresh endpoint only and every other request carries one token less.
+//!
+//! With COOKIE_PREFIXES on (the default when COOKIE_SECURE is true) the names carry the
+//! browser-enforced prefixes: `__Host-access_token` (only set by this host over HTTPS, Path=/,
+//! no Domain: a sibling subdomain cannot plant or overwrite it) and `__Secure-refresh_token`
+//! (only set over HTTPS; its Path=/refresh rules out `__Host-`). Only the configured names are
+//! read, so an unprefixed cookie tossed in by a subdomain is ignored.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::config::Config;
 
-/// The access cookie's name.
+/// The access cookie's plain name (the seed's).
 pub const ACCESS_COOKIE: &str = "access_token";
-/// The refresh cookie's name.
+/// The refresh cookie's plain name (the seed's).
 pub const REFRESH_COOKIE: &str = "refresh_token";
+/// The access cookie's name with COOKIE_PREFIXES on.
+pub const HOST_ACCESS_COOKIE: &str = "__Host-access_token";
+/// The refresh cookie's name with COOKIE_PREFIXES on.
+pub const SECURE_REFRESH_COOKIE: &str = "__Secure-refresh_token";
 /// The refresh cookie's path.
 pub const REFRESH_PATH: &str = "/refresh";
+
+/// The names of the two cookies under a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    /// The access cookie.
+    pub access: &'static str,
+    /// The refresh cookie.
+    pub refresh: &'static str,
+}
+
+impl CookieNames {
+    /// The names COOKIE_PREFIXES selects.
+    pub fn for_config(config: &Config) -> CookieNames {
+        if config.cookie_prefixes {
+            CookieNames {
+                access: HOST_ACCESS_COOKIE,
+                refresh: SECURE_REFRESH_COOKIE,
+            }
+        } else {
+            CookieNames {
+                access: ACCESS_COOKIE,
+                refresh: REFRESH_COOKIE,
+            }
+        }
+    }
+}
 
 fn cookie(config: &Config, name: &str, value: &str, path: &str, max_age: i64) -> Option<HeaderValue> {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
@@ -27,9 +63,10 @@ fn cookie(config: &Config, name: &str, value: &str, path: &str, max_age: i64) ->
 
 /// `Set-Cookie` values for a fresh token pair.
 pub fn set_tokens(config: &Config, access: &str, refresh: &str) -> Vec<HeaderValue> {
+    let names = CookieNames::for_config(config);
     [
-        cookie(config, ACCESS_COOKIE, access, "/", config.access_ttl_secs),
-        cookie(config, REFRESH_COOKIE, refresh, REFRESH_PATH, config.refresh_ttl_secs),
+        cookie(config, names.access, access, "/", config.access_ttl_secs),
+        cookie(config, names.refresh, refresh, REFRESH_PATH, config.refresh_ttl_secs),
     ]
     .into_iter()
     .flatten()
@@ -38,9 +75,10 @@ pub fn set_tokens(config: &Config, access: &str, refresh: &str) -> Vec<HeaderVal
 
 /// `Set-Cookie` values that delete both cookies (same name, path and attributes, Max-Age=0).
 pub fn clear_tokens(config: &Config) -> Vec<HeaderValue> {
+    let names = CookieNames::for_config(config);
     [
-        cookie(config, ACCESS_COOKIE, "", "/", 0),
-        cookie(config, REFRESH_COOKIE, "", REFRESH_PATH, 0),
+        cookie(config, names.access, "", "/", 0),
+        cookie(config, names.refresh, "", REFRESH_PATH, 0),
     ]
     .into_iter()
     .flatten()
@@ -86,6 +124,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
         config.cookie_secure = true;
+        config.cookie_prefixes = false;
         let set = set_tokens(&config, "a.b.c", "d.e.f");
         assert_eq!(
             set[0],
@@ -99,6 +138,33 @@ mod tests {
         assert_eq!(
             clear[0],
             "access_token=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn prefixed_cookies_carry_the_host_and_secure_prefixes() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(dir.path());
+        config.cookie_secure = true;
+        config.cookie_prefixes = true;
+        // Act
+        let set = set_tokens(&config, "a.b.c", "d.e.f");
+        // Assert: __Host- needs Secure, Path=/ and no Domain; __Secure- needs Secure.
+        assert_eq!(
+            set[0],
+            "__Host-access_token=a.b.c; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=900"
+        );
+        assert_eq!(
+            set[1],
+            "__Secure-refresh_token=d.e.f; HttpOnly; Secure; SameSite=Lax; Path=/refresh; Max-Age=604800"
+        );
+        assert_eq!(
+            CookieNames::for_config(&config),
+            CookieNames {
+                access: HOST_ACCESS_COOKIE,
+                refresh: SECURE_REFRESH_COOKIE
+            }
         );
     }
 

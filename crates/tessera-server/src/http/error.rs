@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_core::store::StoreError;
 
-use crate::i18n::Lang;
+use super::i18n::Lang;
+use crate::app::{self, error::TokenRejection};
 
 /// What kind of error, with its code and status. One variant per `error` code on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,27 +142,7 @@ impl ErrorCode {
     }
 }
 
-/// One field problem in `details.errors` of a 422.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// The field (`password`, `email`, ...).
-    pub field: String,
-    /// A stable code (`password_too_short`, `missing`, ...).
-    pub code: &'static str,
-    /// The English message; [`crate::i18n`] translates known codes.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A field problem.
-    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            code,
-            message: message.into(),
-        }
-    }
-}
+pub use crate::app::error::FieldError;
 
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +155,9 @@ pub enum AppError {
     Token {
         /// `InvalidToken` or `TokenExpired`.
         code: ErrorCode,
+        /// Whether the token was a refresh token (the message and `error_description` say
+        /// which token was refused).
+        refresh: bool,
     },
     /// 400 with a specific message key.
     #[error("bad request: {0}")]
@@ -184,6 +168,13 @@ pub enum AppError {
     /// 409 naming what already exists.
     #[error("conflict on {0}")]
     Conflict(&'static str),
+    /// 401 for a failed login, with the limit decision that counted it (for the
+    /// `X-RateLimit-*` headers).
+    #[error("invalid credentials")]
+    InvalidCredentials(Option<tessera_core::limits::Decision>),
+    /// 403 for a cookie-setting request from another site (login CSRF).
+    #[error("cross-site request")]
+    CrossSite,
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
@@ -206,6 +197,47 @@ impl From<StoreError> for AppError {
             StoreError::Conflict(field) => AppError::Conflict(field),
             StoreError::Unavailable(reason) => AppError::Unavailable { retry_after: 5, reason },
             StoreError::Internal(reason) => AppError::Internal(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+/// Message key of a refused refresh token (not "the access token").
+const INVALID_REFRESH_TOKEN: &str = "invalid_refresh_token";
+/// Message key of an expired refresh token.
+const REFRESH_TOKEN_EXPIRED: &str = "refresh_token_expired";
+
+impl AppError {
+    /// The same error, saying that the refused token was a refresh token.
+    pub fn for_refresh_token(self) -> AppError {
+        match self {
+            AppError::Token { code, .. } => AppError::Token { code, refresh: true },
+            other => other,
+        }
+    }
+}
+
+impl From<app::Error> for AppError {
+    fn from(error: app::Error) -> AppError {
+        match error {
+            app::Error::Validation(errors) => AppError::Validation(errors),
+            app::Error::InvalidCredentials { limit } => AppError::InvalidCredentials(limit),
+            app::Error::AccountDisabled => AppError::Code(ErrorCode::AccountDisabled),
+            app::Error::RateLimited(decision) => AppError::RateLimited(decision),
+            app::Error::NotAuthenticated => AppError::Code(ErrorCode::NotAuthenticated),
+            app::Error::Token(TokenRejection::Expired) => AppError::Token {
+                code: ErrorCode::TokenExpired,
+                refresh: false,
+            },
+            app::Error::Token(TokenRejection::Invalid) => AppError::Token {
+                code: ErrorCode::InvalidToken,
+                refresh: false,
+            },
+            app::Error::CsrfFailed => AppError::Code(ErrorCode::CsrfFailed),
+            app::Error::CrossSite => AppError::CrossSite,
+            app::Error::NotFound => AppError::Code(ErrorCode::NotFound),
+            app::Error::Conflict(field) => AppError::Conflict(field),
+            app::Error::Unavailable { retry_after, reason } => AppError::Unavailable { retry_after, reason },
+            app::Error::Internal(error) => AppError::Internal(error),
         }
     }
 }
@@ -236,7 +268,7 @@ impl RenderedError {
 
     /// The JSON body in `lang`.
     pub fn body(&self, lang: Lang) -> Value {
-        let message = crate::i18n::message(self.message_key.unwrap_or(self.code.as_str()), lang);
+        let message = super::i18n::message(self.message_key.unwrap_or(self.code.as_str()), lang);
         let details = if self.field_errors.is_empty() {
             self.details.clone()
         } else {
@@ -247,7 +279,7 @@ impl RenderedError {
                     json!({
                         "field": e.field,
                         "code": e.code,
-                        "message": crate::i18n::field_message(e.code, &e.message, lang),
+                        "message": super::i18n::field_message(e.code, &e.message, lang),
                     })
                 })
                 .collect();
@@ -270,7 +302,7 @@ impl RenderedError {
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, www_authenticate(self.code));
+                .insert(header::WWW_AUTHENTICATE, www_authenticate(self.code, self.message_key));
         }
         response.extensions_mut().insert(self);
         response
@@ -279,15 +311,23 @@ impl RenderedError {
 
 /// RFC 6750 section 3: `Bearer` always; `error="invalid_token"` and a description only when a
 /// token was presented.
-fn www_authenticate(code: ErrorCode) -> HeaderValue {
-    let value = match code {
-        ErrorCode::InvalidToken => {
-            r#"Bearer realm="tessera", error="invalid_token", error_description="The access token is invalid""#
+fn www_authenticate(code: ErrorCode, message_key: Option<&str>) -> HeaderValue {
+    let value = match (code, message_key) {
+        (_, Some(INVALID_REFRESH_TOKEN)) => {
+            r#"Bearer realm="tessera", error="invalid_token", error_description="The refresh token is invalid""#
         }
-        ErrorCode::TokenExpired => {
-            r#"Bearer realm="tessera", error="invalid_token", error_description="The access token expired""#
+        (_, Some(REFRESH_TOKEN_EXPIRED)) => {
+            r#"Bearer realm="tessera", error="invalid_token", error_description="The refresh token expired""#
         }
-        _ => r#"Bearer realm="tessera""#,
+        (code, _) => match code {
+            ErrorCode::InvalidToken => {
+                r#"Bearer realm="tessera", error="invalid_token", error_description="The access token is invalid""#
+            }
+            ErrorCode::TokenExpired => {
+                r#"Bearer realm="tessera", error="invalid_token", error_description="The access token expired""#
+            }
+            _ => r#"Bearer realm="tessera""#,
+        },
     };
     HeaderValue::from_static(value)
 }
@@ -297,8 +337,18 @@ impl IntoResponse for AppError {
         let mut retry_after = None;
         let mut extra_headers = axum::http::HeaderMap::new();
         let rendered = match self {
+            AppError::InvalidCredentials(limit) => {
+                if let Some(decision) = limit {
+                    extra_headers = super::limits::headers(&decision);
+                }
+                RenderedError::plain(ErrorCode::InvalidCredentials)
+            }
+            AppError::CrossSite => RenderedError {
+                message_key: Some("cross_site_request"),
+                ..RenderedError::plain(ErrorCode::CsrfFailed)
+            },
             AppError::RateLimited(decision) => {
-                extra_headers = crate::rate_limit::headers(&decision);
+                extra_headers = super::limits::headers(&decision);
                 RenderedError {
                     details: Some(json!({
                         "limit": decision.limit.to_string(),
@@ -308,7 +358,15 @@ impl IntoResponse for AppError {
                 }
             }
             AppError::Code(code) => RenderedError::plain(code),
-            AppError::Token { code } => RenderedError::plain(code),
+            AppError::Token { code, refresh: false } => RenderedError::plain(code),
+            AppError::Token { code, refresh: true } => RenderedError {
+                message_key: Some(if code == ErrorCode::TokenExpired {
+                    REFRESH_TOKEN_EXPIRED
+                } else {
+                    INVALID_REFRESH_TOKEN
+                }),
+                ..RenderedError::plain(code)
+            },
             AppError::BadRequest(key) => RenderedError {
                 message_key: Some(key),
                 ..RenderedError::plain(ErrorCode::BadRequest)

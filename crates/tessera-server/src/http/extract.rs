@@ -9,9 +9,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
+use super::AppState;
+use super::error::{AppError, ErrorCode, FieldError};
 use crate::config::IpNet;
-use crate::error::{AppError, ErrorCode, FieldError};
-use crate::state::AppState;
 
 /// A JSON request body (`Content-Type: application/json`).
 pub struct ApiJson<T>(pub T);

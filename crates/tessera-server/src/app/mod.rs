@@ -1,31 +1,45 @@
-//! The application state shared by every handler, and the token operations built on it.
+//! The application layer (A1): the auth flows as plain Rust services, with no HTTP in them.
+//!
+//! [`App`] holds what the flows need (stores, keys, limits, hashing pool, metrics, clock) and
+//! its methods run each flow from start to end: [`App::register`], [`App::login`],
+//! [`App::refresh`], [`App::logout`], [`App::logout_all`], [`App::list_sessions`],
+//! [`App::end_session`], [`App::authenticate`], the operator's [`App::disable_user`] and
+//! [`App::enable_user`]. Each returns a typed outcome or an [`error::Error`]; security events
+//! and metrics are recorded here, next to the decisions. The HTTP layer (`http/`) extracts,
+//! calls one method and maps the outcome to a response; the CLI calls the same methods.
+//!
+//! **Architecture Invariant:** nothing under `app/` imports axum, tower or `crate::http`
+//! (checked by `tests/api/layers.rs`).
 
-use std::ops::Deref;
+pub mod accounts;
+pub mod authenticate;
+pub mod error;
+pub mod limits;
+pub mod login;
+pub mod origin;
+pub mod refresh;
+pub mod sessions;
+
+pub use self::error::Error;
+
 use std::sync::Arc;
 
 use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
 use tessera_core::keys::{KeyRing, SignError};
-use tessera_core::password::PasswordPolicy;
 use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
+use crate::clock::SharedClock;
+use crate::config::Config;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
 use crate::token_cache::{RedisTokenCache, TokenCache};
 
-use crate::config::Config;
-use crate::hashing::HashPool;
-
-/// Current Unix time in seconds: the one place the server reads the clock for token logic.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use self::accounts::Accounts;
+use self::limits::RateLimits;
 
 /// A random 128-bit identifier, base64url (22 characters): session ids and token ids.
 pub fn random_id() -> String {
@@ -34,8 +48,8 @@ pub fn random_id() -> String {
     tessera_core::b64::encode(&bytes)
 }
 
-/// Everything a handler needs.
-pub struct Inner {
+/// The application: everything the flows need.
+pub struct App {
     /// Checked configuration.
     pub config: Config,
     /// Accounts.
@@ -52,10 +66,8 @@ pub struct Inner {
     pub redis: Option<Arc<RedisHealth>>,
     /// Keys.
     pub keys: Keys,
-    /// Password hashing.
-    pub hashing: HashPool,
-    /// Password rules.
-    pub policy: PasswordPolicy,
+    /// Account creation and the operator's account commands (also the password hashing pool).
+    pub accounts: Accounts,
     /// iss/aud/leeway.
     pub validation: Validation,
     /// Prometheus metrics of this instance.
@@ -64,18 +76,8 @@ pub struct Inner {
     pub shared_token_cache: Option<RedisTokenCache>,
     /// Verified access-token claims (S8); `None` when TOKEN_CACHE_SIZE is 0.
     pub token_cache: Option<TokenCache>,
-}
-
-/// Cheap to clone: one `Arc`.
-#[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Inner;
-
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
+    /// The time (A4): the system clock in production, a manual one in tests.
+    pub clock: SharedClock,
 }
 
 /// A freshly issued access token and its claims.
@@ -86,7 +88,7 @@ pub struct IssuedAccess {
     pub claims: Claims,
 }
 
-impl AppState {
+impl App {
     /// Issues an access token for a session.
     pub fn issue_access(&self, user_id: i64, username: &str, sid: &str, now: i64) -> Result<IssuedAccess, SignError> {
         let claims = Claims {
@@ -201,6 +203,60 @@ impl AppState {
         let until = self.session_denial_until(now);
         for sid in session_ids {
             self.denylist.revoke_session(sid, until, now);
+        }
+    }
+}
+
+impl App {
+    /// Reloads the key rings every KEY_RELOAD_SECONDS (and rotates on schedule when
+    /// KEY_ROTATION_INTERVAL is set), for as long as the process runs.
+    pub fn spawn_key_reload(self: &Arc<Self>) {
+        if !self.keys.is_managed() {
+            return;
+        }
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let interval = std::time::Duration::from_secs(app.config.key_reload_secs);
+            loop {
+                tokio::time::sleep(interval).await;
+                app.reload_keys().await;
+            }
+        });
+    }
+
+    /// One reload: rotates when due, re-reads the rings, and drops cached claims when a ring
+    /// changed (a retired or pruned key must stop verifying at once).
+    pub async fn reload_keys(&self) {
+        let now = self.clock.now();
+        if let Some(every) = self.config.key_rotation_interval_secs
+            && let Err(error) = self
+                .keys
+                .rotate_if_due(every, self.config.key_publish_delay_secs, now)
+                .await
+        {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "scheduled key rotation failed; will retry"
+            );
+        }
+        match self.keys.reload(now).await {
+            Ok(true) => {
+                if let Some(cache) = &self.token_cache {
+                    cache.clear();
+                }
+                let access = self.keys.access.load();
+                tracing::info!(
+                    event = "keys_reloaded",
+                    signing_kid = access.signing_key().map(|k| k.kid().to_string()).unwrap_or_default(),
+                    keys = access.keys().len(),
+                    "key rings changed"
+                );
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "key reload failed; keeping the current rings"
+            ),
         }
     }
 }

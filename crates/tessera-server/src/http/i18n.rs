@@ -70,6 +70,12 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
         "not_authenticated" => ("Authentication required", "需要身份验证"),
         "invalid_token" => ("Invalid token", "无效的令牌"),
         "token_expired" => ("Token has expired", "令牌已过期"),
+        "invalid_refresh_token" => ("Invalid refresh token", "无效的刷新令牌"),
+        "refresh_token_expired" => ("Refresh token has expired", "刷新令牌已过期"),
+        "cross_site_request" => (
+            "Cross-site request refused: sign in from this site",
+            "已拒绝跨站请求：请在本站登录",
+        ),
         "invalid_credentials" => ("Invalid email, username or password", "邮箱、用户名或密码错误"),
         "account_disabled" => ("This account is disabled", "该账户已被禁用"),
         "csrf_failed" => ("CSRF token missing or invalid", "CSRF 令牌缺失或无效"),

@@ -1,0 +1,81 @@
+//! Authentication of requests on the wire: the [`AuthUser`] extractor (S1, S2, B3).
+//!
+//! The access token comes from `Authorization: Bearer` or, failing that, from the
+//! `access_token` cookie; the application checks it ([`crate::app::App::authenticate`]). A
+//! cookie-authenticated request with an unsafe method must also carry `X-CSRF-Token` equal to
+//! the token derived from its session id (S2): a cross-site form can make the browser send the
+//! cookie, but cannot read the CSRF token. A Bearer request needs no CSRF token, because no
+//! browser attaches that header on its own.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use tessera_core::jwt::Claims;
+
+use super::AppState;
+use super::cookies;
+use super::error::{AppError, ErrorCode};
+use super::extract::ClientIp;
+
+/// The CSRF header.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// An authenticated request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The verified claims.
+    pub claims: Arc<Claims>,
+    /// Whether the token came from the cookie (and so was CSRF-checked).
+    pub via_cookie: bool,
+}
+
+/// The Bearer token, if the request has one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a method changes state and so needs CSRF protection under cookie auth.
+pub fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+/// The `X-CSRF-Token` header's value, empty when missing.
+pub fn presented_csrf(headers: &HeaderMap) -> &str {
+    headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the API rate-limit middleware: verified once per request.
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let (token, via_cookie) = match bearer_token(&parts.headers) {
+            Some(token) => (token.to_owned(), false),
+            None => match cookies::read(&parts.headers, cookies::CookieNames::for_config(&state.config).access) {
+                Some(token) => (token, true),
+                None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
+            },
+        };
+        let claims = state.authenticate(&token, &ip).await?;
+        if via_cookie && is_unsafe(&parts.method) {
+            state.check_csrf(&claims.sid, presented_csrf(&parts.headers), &ip)?;
+        }
+        Ok(AuthUser { claims, via_cookie })
+    }
+}

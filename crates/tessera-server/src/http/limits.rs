@@ -1,0 +1,52 @@
+//! Rate limits on the wire (S7): the `X-RateLimit-*` headers of a decision, and the middleware
+//! that counts API requests per user. The counting itself is the application's
+//! ([`crate::app::limits`]).
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tessera_core::limits::Decision;
+
+use super::AppState;
+use super::auth::AuthUser;
+use super::error::AppError;
+use super::extract::ClientIp;
+
+/// The X-RateLimit-* headers of a decision (and Retry-After when refused).
+pub fn headers(decision: &Decision) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set("x-ratelimit-limit", decision.limit.count.to_string());
+    set("x-ratelimit-remaining", decision.remaining.to_string());
+    set("x-ratelimit-reset", decision.reset_at.to_string());
+    if !decision.allowed {
+        set("retry-after", decision.retry_after_secs.to_string());
+    }
+    headers
+}
+
+/// Middleware for the API routes: authenticates (the handler's `AuthUser` then comes from the
+/// request extensions, verified once) and counts the request against RATE_LIMIT_API per user.
+pub async fn api_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let user = match AuthUser::from_request_parts(&mut parts, &state).await {
+        Ok(user) => user,
+        Err(error) => return error.into_response(),
+    };
+    let ClientIp(ip) = ClientIp::from_request_parts(&mut parts, &state)
+        .await
+        .unwrap_or_else(|e| match e {});
+    let decision = match state.enforce_api_limit(user.claims.user_id, &ip).await {
+        Ok(decision) => decision,
+        Err(error) => return AppError::from(error).into_response(),
+    };
+    parts.extensions.insert(user);
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    response.headers_mut().extend(headers(&decision));
+    response
+}
