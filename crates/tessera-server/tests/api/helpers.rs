@@ -1,13 +1,14 @@
 //! Spawning a real server on a loopback port, and the small vocabulary the tests share.
 
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tessera_server::clock::{ManualClock, SharedClock, SystemClock};
 use tessera_server::config::Config;
 use tessera_server::http::AppState;
 use tokio::net::TcpListener;
@@ -33,6 +34,8 @@ pub struct TestApp {
     pub state: AppState,
     /// The configuration the app was built with (reused by [`TestApp::restart`]).
     pub config: Config,
+    /// The server's clock when the test controls it ([`spawn_app_on_manual_clock`]).
+    pub clock: Option<Arc<ManualClock>>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<Result<(), String>>,
 }
@@ -103,11 +106,31 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     start(dir, config).await
 }
 
+/// Starts an app with the test configuration changed by `tweak`, on a clock that moves only
+/// when the test calls [`TestApp::advance`] (A4: no sleeping for expiry or grace windows).
+pub async fn spawn_app_on_manual_clock(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = Config::for_tests(dir.path());
+    tweak(&mut config);
+    start_on(dir, config, Some(ManualClock::starting_now())).await
+}
+
 /// Starts an app with exactly `config` on the data directory `dir` (see [`TestApp::stop`]: a
 /// restart with a changed configuration).
 pub async fn start(dir: TempDir, config: Config) -> TestApp {
+    start_on(dir, config, None).await
+}
+
+/// [`start`] on `clock` (the system clock when `None`).
+async fn start_on(dir: TempDir, config: Config, clock: Option<Arc<ManualClock>>) -> TestApp {
     init_logs(&config);
-    let app = tessera_server::build(config.clone()).await.expect("the app builds");
+    let shared: SharedClock = match &clock {
+        Some(clock) => clock.clone(),
+        None => SystemClock::shared(),
+    };
+    let app = tessera_server::build_with_clock(config.clone(), shared)
+        .await
+        .expect("the app builds");
     let state = app.state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
@@ -131,6 +154,7 @@ pub async fn start(dir: TempDir, config: Config) -> TestApp {
         dir,
         state,
         config,
+        clock,
         shutdown,
         server,
     }
@@ -166,6 +190,14 @@ impl TestApp {
             .expect("the server task ends cleanly")
             .expect("the server stops without error");
         (dir, config)
+    }
+
+    /// Moves the server's manual clock forward (only for [`spawn_app_on_manual_clock`] apps).
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("advance needs an app on a manual clock")
+            .advance(by);
     }
 
     /// The absolute URL of `path`.

@@ -20,7 +20,9 @@ use tessera_core::Algorithm;
 use tessera_core::store::KeyPurpose;
 use tessera_server::config::{Config, Database, Secret};
 
-use crate::helpers::{TestApp, TestUser, assert_token_rejected, header, security_events, spawn_app_with, start};
+use crate::helpers::{
+    TestApp, TestUser, assert_token_rejected, header, security_events, spawn_app_on_manual_clock, spawn_app_with, start,
+};
 use crate::services::{self, TestSchema};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
@@ -887,48 +889,45 @@ async fn master_key_seals_stored_keys_and_a_wrong_one_stops_the_start() {
 // --- automatic rotation -------------------------------------------------------------------
 
 /// KEY_ROTATION_INTERVAL: when the newest key is older than the interval, an instance adds a
-/// pre-published key by itself. The stored key is aged in the database instead of waiting.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// pre-published key by itself. The server runs on a manual clock (A4): the test moves it past
+/// the interval and runs the reload step itself instead of waiting for it.
+#[tokio::test]
 async fn keys_rotate_on_schedule_when_the_newest_is_older_than_the_interval() {
-    let app = spawn_app_with(|config| {
+    let app = spawn_app_on_manual_clock(|config| {
         config.algorithm = Algorithm::EdDSA;
-        config.key_reload_secs = 1;
+        // The background reload stays out of the way; the test runs each reload itself.
+        config.key_reload_secs = 3_600;
         config.key_publish_delay_secs = 2;
         config.key_rotation_interval_secs = Some(3_600);
     })
     .await;
     let first = jwks_kids(&jwks(&app).await);
     assert_eq!(first.len(), 1, "one key at start");
-    // Nothing is due yet: after a few reloads there is still one key.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Nothing is due yet: after a reload there is still one key.
+    app.advance(Duration::from_secs(3_590));
+    app.state.reload_keys().await;
     assert_eq!(jwks_kids(&jwks(&app).await), first);
 
-    // Age every stored key past the interval.
-    let Database::Sqlite(path) = &app.config.database else {
-        panic!("SQLite expected")
-    };
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-    let mut connection = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
-    sqlx::query("UPDATE signing_keys SET created_at = created_at - 7200, activates_at = activates_at - 7200")
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    connection.close().await.unwrap();
-
-    // Within a few reloads a second key is published (access), and only one rotation happens.
-    let started = Instant::now();
-    let rotated = loop {
-        let kids = jwks_kids(&jwks(&app).await);
-        if kids.len() > 1 {
-            break kids;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "no scheduled rotation within 8 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // Past the interval: the next reload publishes a second key (access), and only one
+    // rotation happens however often it runs.
+    app.advance(Duration::from_secs(20));
+    app.state.reload_keys().await;
+    let rotated = jwks_kids(&jwks(&app).await);
     assert_eq!(rotated.len(), 2, "{rotated:?}");
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    app.state.reload_keys().await;
+    app.advance(Duration::from_secs(1));
+    app.state.reload_keys().await;
     assert_eq!(jwks_kids(&jwks(&app).await).len(), 2, "exactly one scheduled rotation");
+
+    // The new key signs once its publication delay has passed on the clock.
+    let user = app.register_user().await;
+    let new_kid = rotated.iter().find(|kid| **kid != first[0]).cloned().unwrap();
+    assert_eq!(kid_of(&access_token(&app, &user).await), first[0], "still publishing");
+    app.advance(Duration::from_secs(2));
+    app.state.reload_keys().await;
+    assert_eq!(
+        kid_of(&access_token(&app, &user).await),
+        new_kid,
+        "signing after the delay"
+    );
 }

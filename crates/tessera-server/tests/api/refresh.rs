@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    assert_error, assert_field_error, assert_keys, assert_token_rejected, header, read_login, spawn_app, spawn_app_with,
+    assert_error, assert_field_error, assert_keys, assert_token_rejected, header, read_login, spawn_app,
+    spawn_app_on_manual_clock, spawn_app_with,
 };
 
 #[tokio::test]
@@ -100,10 +101,10 @@ async fn a_spent_refresh_token_outside_the_grace_window_revokes_the_whole_family
 
 #[tokio::test]
 async fn a_spent_refresh_token_presented_after_a_grace_window_has_passed_is_reuse() {
-    let app = spawn_app_with(|config| config.refresh_reuse_grace_secs = 1).await;
+    let app = spawn_app_on_manual_clock(|config| config.refresh_reuse_grace_secs = 1).await;
     let (_, login) = app.new_session().await;
     let rotated = read_login(app.refresh(&login.refresh).await).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.advance(std::time::Duration::from_millis(2100));
 
     assert_token_rejected(app.refresh(&login.refresh).await, "invalid_token").await;
     assert_token_rejected(app.refresh(&rotated.refresh).await, "invalid_token").await;

@@ -6,7 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{
-    TestApp, assert_error, assert_not_authenticated, assert_token_rejected, header, spawn_app, spawn_app_with,
+    TestApp, assert_error, assert_not_authenticated, assert_token_rejected, header, spawn_app,
+    spawn_app_on_manual_clock, spawn_app_with,
 };
 
 /// Every route that needs an access token.
@@ -102,7 +103,7 @@ async fn an_invalid_or_tampered_token_is_401_invalid_token_with_an_rfc_6750_chal
 
 #[tokio::test]
 async fn an_expired_token_is_401_token_expired() {
-    let app = spawn_app_with(|config| {
+    let app = spawn_app_on_manual_clock(|config| {
         config.access_ttl_secs = 1;
         config.leeway_secs = 0;
     })
@@ -110,7 +111,7 @@ async fn an_expired_token_is_401_token_expired() {
     let (_, login) = app.new_session().await;
     assert_eq!(login.body["expires_in"], 1);
     assert_eq!(app.profile(&login.access).await.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance(Duration::from_millis(2100));
 
     let body = assert_token_rejected(app.profile(&login.access).await, "token_expired").await;
     assert_eq!(body["message"], "Token has expired");
