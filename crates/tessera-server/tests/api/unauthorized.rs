@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::helpers::{
     TestApp, assert_error, assert_not_authenticated, assert_token_rejected, header, spawn_app,
-    spawn_app_on_manual_clock, spawn_app_with,
+    spawn_app_on_manual_clock,
 };
 
 /// Every route that needs an access token.
