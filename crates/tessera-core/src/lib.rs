@@ -23,6 +23,8 @@
 //!
 //! Beside it:
 //!
+//! - [`identity`]: email addresses and usernames normalised (NFKC, case folding) so that
+//!   look-alike spellings are one account or refused.
 //! - [`csrf`]: stateless CSRF tokens derived from the session id.
 //! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
 //! - [`sealing`]: private keys encrypted at rest under a master key.
@@ -33,6 +35,7 @@ pub mod algorithm;
 pub mod b64;
 pub mod csrf;
 pub mod header;
+pub mod identity;
 pub mod jws;
 pub mod jwt;
 pub mod keys;
@@ -43,6 +46,7 @@ pub mod store;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use header::Header;
+pub use identity::{Email, IdentityError, Username};
 pub use jws::JwsError;
 pub use jwt::{Claims, TokenError, TokenKind, Validation};
 pub use keys::{Key, KeyRing, KeyState, Kid};

@@ -23,6 +23,7 @@ const ORDER: &[&str] = &[
     "password",
     "sealing",
     "limits",
+    "identity",
     "store",
 ];
 
