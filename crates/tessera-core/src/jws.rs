@@ -10,6 +10,7 @@
 //! this module knows keys and headers, never claims. Its errors are [`JwsError`]; the JWT layer
 //! wraps them in its own.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use rand_core::CryptoRngCore;
@@ -209,7 +210,12 @@ pub fn verify_with_ring<'a>(token: &'a str, ring: &'a KeyRing) -> Result<Verifie
 /// Signs `payload` with `key` into a compact JWS whose header carries `alg`, `kid` and, when
 /// given, `typ`. The randomness is used only by RS256 (RSA blinding).
 pub fn sign(key: &Key, typ: Option<&str>, payload: &[u8], rng: &mut impl CryptoRngCore) -> Result<String, SignError> {
-    let header = header::encode_segment(key.algorithm(), key.kid().as_str(), typ).ok_or(SignError::Encoding)?;
+    let header = match typ.and_then(|typ| key.header_segment(typ)) {
+        Some(known) => Cow::Borrowed(known),
+        None => {
+            Cow::Owned(header::encode_segment(key.algorithm(), key.kid().as_str(), typ).ok_or(SignError::Encoding)?)
+        }
+    };
     let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 128);
     token.push_str(&header);
     token.push('.');
@@ -223,6 +229,28 @@ pub fn sign(key: &Key, typ: Option<&str>, payload: &[u8], rng: &mut impl CryptoR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signing_writes_the_same_header_with_or_without_the_precomputed_segment() {
+        use crate::keys::KeyState;
+        use rand::rngs::OsRng;
+        let key = Key::from_secret(Algorithm::HS256, &[5; 32], None, KeyState::Signing, 0).unwrap();
+        for typ in header::KNOWN_TYPS
+            .map(Some)
+            .into_iter()
+            .chain([Some("other+jwt"), None])
+        {
+            let expected = header::encode_segment(Algorithm::HS256, key.kid().as_str(), typ).unwrap();
+            let token = sign(&key, typ, b"{}", &mut OsRng).unwrap();
+            assert_eq!(token.split('.').next(), Some(expected.as_str()), "{typ:?}");
+            assert_eq!(
+                key.header_segment(typ.unwrap_or_default()).is_some(),
+                typ.is_some_and(|typ| header::KNOWN_TYPS.contains(&typ)),
+                "{typ:?}"
+            );
+            assert!(verify_with_key(&token, &key).is_ok(), "{typ:?}");
+        }
+    }
 
     #[test]
     fn structure_is_checked_before_decoding() {

@@ -430,6 +430,15 @@ impl Key {
         &self.kid
     }
 
+    /// The header segment this key writes for `typ`, if it is one of [`header::KNOWN_TYPS`]:
+    /// precomputed, so issuing a token does not serialise and encode the header again.
+    pub fn header_segment(&self, typ: &str) -> Option<&str> {
+        self.known_headers
+            .iter()
+            .find(|(_, known)| *known == typ)
+            .map(|(segment, _)| segment.as_str())
+    }
+
     /// The algorithm pinned to this key.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
