@@ -87,8 +87,8 @@ pub enum IdentityError {
     /// The username is not 3 to 32 characters of letters, digits, `.`, `_` and `-`.
     #[error("username must be 3 to 32 characters of letters, digits, '.', '_' and '-'")]
     Username,
-    /// Normalisation did not reach a fixed point after two rounds (no known input does this; it
-    /// is refused rather than stored in a form that a second parse would change).
+    /// A second round of normalisation would change the text again (no known input does this;
+    /// it is refused rather than stored in a form that a second parse would change).
     #[error("the text does not normalise stably")]
     Unstable,
 }
