@@ -290,8 +290,8 @@ mod breakdown {
             .bench_local_refs(|buffer| b64::decode_into(black_box(payload), buffer));
     }
 
-    /// A copy of the private `jws::RawHeader`, so that the header's JSON parse can be timed on
-    /// its own. Keep it in step with `src/jws.rs`.
+    /// A copy of the private `header::RawHeader`, so that the header's JSON parse can be timed on
+    /// its own. Keep it in step with `src/header.rs`.
     #[derive(serde::Deserialize)]
     #[allow(dead_code, reason = "fields are only parsed, as in the original")]
     struct RawHeader {
@@ -314,12 +314,12 @@ mod breakdown {
         x5c: bool,
     }
 
-    /// Marks a header member as present whatever its value (copy of `jws::present`).
+    /// Marks a header member as present whatever its value (copy of `header::present`).
     fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
         <serde::de::IgnoredAny as serde::Deserialize>::deserialize(deserializer).map(|_| true)
     }
 
-    /// `serde_json` parse of the decoded header into (a copy of) `jws::RawHeader`.
+    /// `serde_json` parse of the decoded header into (a copy of) `header::RawHeader`.
     #[divan::bench]
     fn header_json(bencher: Bencher) {
         let json = b64::decode(hs256().segments().0).expect("header decodes");

@@ -4,11 +4,16 @@
 //! key's, signature; only then are the claims parsed and checked (`typ`, `exp`, `nbf`, `iat`,
 //! `iss`, `aud`). A forged token is therefore never reported as "expired": only a token whose
 //! signature is good can earn that more specific answer.
+//!
+//! Top layer of the token stack (`b64` -> `algorithm`/`header` -> `keys` -> `jws` -> `jwt`): the
+//! signature layer's refusals arrive as [`JwsError`] and are wrapped in [`TokenError::Jws`];
+//! everything about claims and token kinds is decided here.
 
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::jws::{self, parse_json_object};
+use crate::header::{self, parse_json_object};
+use crate::jws::{self, JwsError};
 use crate::keys::{KeyRing, SignError};
 
 /// The two kinds of token; the JWT `typ` header keeps them apart so that a refresh token can
@@ -25,8 +30,8 @@ impl TokenKind {
     /// The `typ` header value for this kind.
     pub fn typ(self) -> &'static str {
         match self {
-            TokenKind::Access => jws::TYP_ACCESS,
-            TokenKind::Refresh => jws::TYP_REFRESH,
+            TokenKind::Access => header::TYP_ACCESS,
+            TokenKind::Refresh => header::TYP_REFRESH,
         }
     }
 }
@@ -123,24 +128,9 @@ pub enum TokenError {
         /// The `user_id` claim of the expired token.
         user_id: i64,
     },
-    /// Larger than [`jws::MAX_TOKEN_BYTES`]; refused before decoding.
-    #[error("token too large")]
-    TooLarge,
-    /// Not a well-formed compact JWS/JWT.
-    #[error("malformed token: {0}")]
-    Malformed(&'static str),
-    /// The header uses a member Tessera refuses (`crit`, `jwk`, `jku`, `x5u`, `x5c`, `b64`).
-    #[error("header member {0} is not accepted")]
-    UnsupportedHeader(&'static str),
-    /// `alg` is `none`, unknown, or not the algorithm pinned to the key.
-    #[error("algorithm not allowed")]
-    AlgorithmNotAllowed,
-    /// No `kid`, or no verifying key has it.
-    #[error("unknown key")]
-    UnknownKey,
-    /// The signature does not verify.
-    #[error("bad signature")]
-    BadSignature,
+    /// Refused by the signature layer: size, structure, header, key or signature.
+    #[error(transparent)]
+    Jws(#[from] JwsError),
     /// The `typ` header is not the one expected (e.g. a refresh token used as access token).
     #[error("wrong token type")]
     WrongType,
@@ -245,7 +235,7 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::new(vec![
-            Key::from_secret(crate::Algorithm::HS256, &[9; 32], None, KeyState::Signing, 0).unwrap(),
+            Key::from_secret(crate::algorithm::Algorithm::HS256, &[9; 32], None, KeyState::Signing, 0).unwrap(),
         ])
         .unwrap()
     }

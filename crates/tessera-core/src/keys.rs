@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
+use crate::algorithm::Algorithm;
 use crate::b64;
-use crate::jws::{self, Algorithm, Header};
+use crate::header::{self, Header};
 
 /// RSA moduli below this size are refused on import (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -259,7 +260,7 @@ pub struct Key {
     created_at: i64,
     deactivated_at: Option<i64>,
     material: Material,
-    /// The exact header segments this key writes for access and refresh tokens, so that
+    /// The exact header segments this key writes for each of [`header::KNOWN_TYPS`], so that
     /// verification can recognise them without decoding (see `jws::Compact::parse_with`).
     known_headers: Vec<(String, &'static str)>,
 }
@@ -409,9 +410,9 @@ impl Key {
     }
 
     fn assemble(kid: Kid, alg: Algorithm, state: KeyState, created_at: i64, material: Material) -> Key {
-        let known_headers = [jws::TYP_ACCESS, jws::TYP_REFRESH]
+        let known_headers = header::KNOWN_TYPS
             .into_iter()
-            .filter_map(|typ| jws::header_segment(alg, kid.as_str(), Some(typ)).map(|segment| (segment, typ)))
+            .filter_map(|typ| header::encode_segment(alg, kid.as_str(), Some(typ)).map(|segment| (segment, typ)))
             .collect();
         Key {
             kid,
@@ -427,6 +428,15 @@ impl Key {
     /// The key id.
     pub fn kid(&self) -> &Kid {
         &self.kid
+    }
+
+    /// The header segment this key writes for `typ`, if it is one of [`header::KNOWN_TYPS`]:
+    /// precomputed, so issuing a token does not serialise and encode the header again.
+    pub fn header_segment(&self, typ: &str) -> Option<&str> {
+        self.known_headers
+            .iter()
+            .find(|(_, known)| *known == typ)
+            .map(|(segment, _)| segment.as_str())
     }
 
     /// The algorithm pinned to this key.

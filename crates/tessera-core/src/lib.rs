@@ -8,20 +8,34 @@
 //!
 //! # Layout
 //!
+//! The token stack is layered, each module importing only modules listed before it (a DAG that
+//! `tests/core/layering.rs` enforces):
+//!
 //! - [`b64`]: strict, canonical base64url (no padding, no stray bits, no whitespace).
-//! - [`jws`]: JWS compact serialisation (RFC 7515) at the signature layer: parsing, the header
-//!   rules of RFC 8725, signing and verification with a key whose algorithm is pinned.
+//! - [`algorithm`]: the JOSE algorithm names Tessera supports.
+//! - [`header`]: the protected header, its rules (RFC 8725) and the `typ` values of token kinds.
 //! - [`keys`]: keys (HS256/384/512, EdDSA, ES256, RS256), their lifecycle states, the key ring
 //!   and the public JWK set (RFC 7517).
-//! - [`jwt`]: claims, access/refresh token types, issuing and strict validation (RFC 7519, 8725).
+//! - [`jws`]: JWS compact serialisation (RFC 7515) at the signature layer: parsing, signing and
+//!   verification with a key whose algorithm is pinned; errors are [`JwsError`].
+//! - [`jwt`]: claims, access/refresh token types, issuing and strict validation (RFC 7519, 8725);
+//!   errors are [`TokenError`], which wraps [`JwsError`].
+//!
+//! Beside it:
+//!
+//! - [`identity`]: email addresses and usernames normalised (NFKC, case folding) so that
+//!   look-alike spellings are one account or refused.
 //! - [`csrf`]: stateless CSRF tokens derived from the session id.
 //! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
 //! - [`sealing`]: private keys encrypted at rest under a master key.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
 //! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
 
+pub mod algorithm;
 pub mod b64;
 pub mod csrf;
+pub mod header;
+pub mod identity;
 pub mod jws;
 pub mod jwt;
 pub mod keys;
@@ -30,6 +44,9 @@ pub mod password;
 pub mod sealing;
 pub mod store;
 
-pub use jws::Algorithm;
+pub use algorithm::{Algorithm, UnknownAlgorithm};
+pub use header::Header;
+pub use identity::{Email, IdentityError, Username};
+pub use jws::JwsError;
 pub use jwt::{Claims, TokenError, TokenKind, Validation};
 pub use keys::{Key, KeyRing, KeyState, Kid};

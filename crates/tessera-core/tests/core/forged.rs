@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tessera_core::jws::MAX_TOKEN_BYTES;
+use tessera_core::jws::{JwsError, MAX_TOKEN_BYTES};
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
 use tessera_core::keys::{Key, KeyRing, KeyState, Kid};
 use tessera_core::{Algorithm, b64};
@@ -104,19 +104,23 @@ fn alg_none_is_refused_in_every_spelling() {
             b64::encode(claims_json().to_string().as_bytes())
         );
         assert!(
-            matches!(check(&unsigned), Err(TokenError::Malformed(_))),
+            matches!(check(&unsigned), Err(TokenError::Jws(JwsError::Malformed(_)))),
             "{alg}: {unsigned}"
         );
         // With some signature bytes, the alg rule itself must refuse it.
         let with_signature = forge(&header, &claims_json());
-        assert_eq!(check(&with_signature), Err(TokenError::AlgorithmNotAllowed), "{alg}");
+        assert_eq!(
+            check(&with_signature),
+            Err(TokenError::Jws(JwsError::AlgorithmNotAllowed)),
+            "{alg}"
+        );
     }
 }
 
 #[test]
 fn missing_alg_is_refused() {
     let token = forge(&json!({"kid": "hs", "typ": "at+jwt"}), &claims_json());
-    assert!(matches!(check(&token), Err(TokenError::Malformed(_))));
+    assert!(matches!(check(&token), Err(TokenError::Jws(JwsError::Malformed(_)))));
 }
 
 #[test]
@@ -138,7 +142,11 @@ fn hs256_signed_with_an_asymmetric_public_key_is_refused() {
                 claims_json().to_string().as_bytes(),
                 &secret,
             );
-            assert_eq!(check(&token), Err(TokenError::AlgorithmNotAllowed), "{alg}");
+            assert_eq!(
+                check(&token),
+                Err(TokenError::Jws(JwsError::AlgorithmNotAllowed)),
+                "{alg}"
+            );
         }
     }
 }
@@ -147,10 +155,10 @@ fn hs256_signed_with_an_asymmetric_public_key_is_refused() {
 fn alg_that_differs_from_the_keys_pinned_alg_is_refused() {
     // Same key family, other strength: HS512 claimed on an HS256 key.
     let token = forge(&json!({"alg": "HS512", "kid": "hs", "typ": "at+jwt"}), &claims_json());
-    assert_eq!(check(&token), Err(TokenError::AlgorithmNotAllowed));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::AlgorithmNotAllowed)));
     // An asymmetric alg claimed on the HMAC key.
     let token = forge(&json!({"alg": "RS256", "kid": "hs", "typ": "at+jwt"}), &claims_json());
-    assert_eq!(check(&token), Err(TokenError::AlgorithmNotAllowed));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::AlgorithmNotAllowed)));
 }
 
 #[test]
@@ -236,7 +244,7 @@ fn expired_token_with_a_bad_signature_is_not_reported_as_expired() {
         claims.to_string().as_bytes(),
         &[0u8; 32],
     );
-    assert_eq!(check(&token), Err(TokenError::BadSignature));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::BadSignature)));
 }
 
 #[test]
@@ -306,9 +314,9 @@ fn missing_or_generic_typ_is_refused() {
 #[test]
 fn unknown_or_missing_kid_is_refused() {
     let token = forge(&json!({"alg": "HS256", "kid": "nope", "typ": "at+jwt"}), &claims_json());
-    assert_eq!(check(&token), Err(TokenError::UnknownKey));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::UnknownKey)));
     let token = forge(&json!({"alg": "HS256", "typ": "at+jwt"}), &claims_json());
-    assert_eq!(check(&token), Err(TokenError::UnknownKey));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::UnknownKey)));
 }
 
 #[test]
@@ -318,7 +326,7 @@ fn token_of_a_retired_key_is_refused() {
     ring.set_state("hs", KeyState::Retired, NOW).unwrap();
     assert_eq!(
         jwt::verify(&ring, &token, TokenKind::Access, &validation(), NOW),
-        Err(TokenError::UnknownKey)
+        Err(TokenError::Jws(JwsError::UnknownKey))
     );
 }
 
@@ -329,7 +337,7 @@ fn signature_by_another_secret_under_the_same_kid_is_refused() {
         claims_json().to_string().as_bytes(),
         b"another secret that is 32 bytes!",
     );
-    assert_eq!(check(&token), Err(TokenError::BadSignature));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::BadSignature)));
 }
 
 #[test]
@@ -338,7 +346,7 @@ fn crit_is_refused_whatever_it_lists() {
         let header = json!({"alg": "HS256", "kid": "hs", "typ": "at+jwt", "crit": crit});
         assert_eq!(
             check(&forge(&header, &claims_json())),
-            Err(TokenError::UnsupportedHeader("crit"))
+            Err(TokenError::Jws(JwsError::UnsupportedHeader("crit")))
         );
     }
 }
@@ -358,13 +366,13 @@ fn embedded_keys_in_the_header_are_refused() {
     );
     let signature = attacker.sign_bytes(signing_input.as_bytes(), &mut OsRng).unwrap();
     let token = format!("{signing_input}.{}", b64::encode(&signature));
-    assert_eq!(check(&token), Err(TokenError::UnsupportedHeader("jwk")));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::UnsupportedHeader("jwk"))));
     for member in ["jku", "x5u", "x5c"] {
         let mut header = header_json();
         header[member] = json!("https://attacker.example/keys");
         assert_eq!(
             check(&forge(&header, &claims_json())),
-            Err(TokenError::UnsupportedHeader(member))
+            Err(TokenError::Jws(JwsError::UnsupportedHeader(member)))
         );
     }
 }
@@ -377,7 +385,10 @@ fn padded_base64_is_refused_in_every_segment() {
         let mut padded: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
         padded[i].push('=');
         let padded = padded.join(".");
-        assert!(matches!(check(&padded), Err(TokenError::Malformed(_))), "segment {i}");
+        assert!(
+            matches!(check(&padded), Err(TokenError::Jws(JwsError::Malformed(_)))),
+            "segment {i}"
+        );
     }
 }
 
@@ -389,7 +400,10 @@ fn standard_base64_alphabet_is_refused() {
     assert!(check(&token).is_ok());
     let respelled = token.replace('-', "+").replace('_', "/");
     if respelled != token {
-        assert!(matches!(check(&respelled), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            check(&respelled),
+            Err(TokenError::Jws(JwsError::Malformed(_)))
+        ));
     }
 }
 
@@ -398,7 +412,10 @@ fn four_and_five_segments_are_refused() {
     let token = forge(&header_json(), &claims_json());
     for extra in [".", ".x", ".x.y", "..", ".eyJ9.eyJ9"] {
         let longer = format!("{token}{extra}");
-        assert!(matches!(check(&longer), Err(TokenError::Malformed(_))), "{longer}");
+        assert!(
+            matches!(check(&longer), Err(TokenError::Jws(JwsError::Malformed(_)))),
+            "{longer}"
+        );
     }
 }
 
@@ -406,7 +423,7 @@ fn four_and_five_segments_are_refused() {
 fn two_segments_are_refused() {
     let token = forge(&header_json(), &claims_json());
     let (unsigned, _) = token.rsplit_once('.').unwrap();
-    assert!(matches!(check(unsigned), Err(TokenError::Malformed(_))));
+    assert!(matches!(check(unsigned), Err(TokenError::Jws(JwsError::Malformed(_)))));
 }
 
 #[test]
@@ -416,9 +433,12 @@ fn oversized_token_is_refused_before_parsing() {
     claims["padding"] = json!("x".repeat(MAX_TOKEN_BYTES));
     let token = forge(&header_json(), &claims);
     assert!(token.len() > MAX_TOKEN_BYTES);
-    assert_eq!(check(&token), Err(TokenError::TooLarge));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::TooLarge)));
     // Garbage of the same size is refused the same way, without any decoding.
-    assert_eq!(check(&"!".repeat(MAX_TOKEN_BYTES + 1)), Err(TokenError::TooLarge));
+    assert_eq!(
+        check(&"!".repeat(MAX_TOKEN_BYTES + 1)),
+        Err(TokenError::Jws(JwsError::TooLarge))
+    );
     // Just under the bound, size is not the reason.
     let mut claims = claims_json();
     claims["padding"] = json!("x".repeat(MAX_TOKEN_BYTES / 2));
@@ -444,7 +464,7 @@ fn es256_signature_in_der_form_is_refused() {
     let signature = p256::ecdsa::Signature::from_slice(&raw).unwrap();
     let der = signature.to_der();
     let token = format!("{signing_input}.{}", b64::encode(der.as_bytes()));
-    assert_eq!(check(&token), Err(TokenError::BadSignature));
+    assert_eq!(check(&token), Err(TokenError::Jws(JwsError::BadSignature)));
 }
 
 #[test]
@@ -459,7 +479,7 @@ fn token_signed_for_one_ring_is_unknown_to_another() {
     let refresh = jwt::issue(&refresh_ring, TokenKind::Refresh, &claims, &mut OsRng).unwrap();
     assert_eq!(
         jwt::verify(&access_ring, &refresh, TokenKind::Refresh, &validation(), NOW),
-        Err(TokenError::UnknownKey)
+        Err(TokenError::Jws(JwsError::UnknownKey))
     );
 }
 

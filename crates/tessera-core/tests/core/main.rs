@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod forged;
+mod layering;
 mod props;
 mod rfc7515;
 mod wycheproof;

@@ -12,8 +12,8 @@
 #![cfg(test)]
 
 use rand::rngs::OsRng;
-use tessera_core::TokenError;
-use tessera_core::jws::{self, Algorithm};
+use tessera_core::Algorithm;
+use tessera_core::jws::{self, JwsError};
 use tessera_core::keys::{Jwk, Key, KeyError, KeyState};
 
 /// The payload shared by A.1, A.2, A.3 and A.5: this JSON with CRLF line breaks, as the RFC's
@@ -221,7 +221,7 @@ fn the_a4_es512_example_is_refused_because_es512_is_not_supported() {
     for key in every_kind_of_key() {
         assert_eq!(
             jws::verify_with_key(A4_TOKEN, &key).unwrap_err(),
-            TokenError::AlgorithmNotAllowed,
+            JwsError::AlgorithmNotAllowed,
             "{key:?}"
         );
     }
@@ -231,13 +231,13 @@ fn the_a4_es512_example_is_refused_because_es512_is_not_supported() {
 fn the_a5_unsecured_example_is_refused_with_every_key() {
     for key in every_kind_of_key() {
         let error = jws::verify_with_key(A5_TOKEN, &key).unwrap_err();
-        assert_eq!(error, TokenError::Malformed("missing signature"), "{key:?}");
+        assert_eq!(error, JwsError::Malformed("missing signature"), "{key:?}");
     }
     // With a signature glued on, the refusal moves to the algorithm: `none` is never one.
     let with_signature = format!("{A5_TOKEN}AAAA");
     for key in every_kind_of_key() {
         let error = jws::verify_with_key(&with_signature, &key).unwrap_err();
-        assert_eq!(error, TokenError::AlgorithmNotAllowed, "{key:?}");
+        assert_eq!(error, JwsError::AlgorithmNotAllowed, "{key:?}");
     }
 }
 
@@ -252,7 +252,7 @@ fn each_example_is_refused_by_the_keys_of_the_other_examples() {
             } else {
                 assert_eq!(
                     result.unwrap_err(),
-                    TokenError::AlgorithmNotAllowed,
+                    JwsError::AlgorithmNotAllowed,
                     "A.{} with key A.{}",
                     i + 1,
                     j + 1
@@ -273,7 +273,7 @@ fn a_tampered_payload_is_refused_in_every_example() {
         let tampered = tamper_payload(token);
         assert_eq!(
             jws::verify_with_key(&tampered, key).unwrap_err(),
-            TokenError::BadSignature,
+            JwsError::BadSignature,
             "{tampered}"
         );
     }

@@ -18,9 +18,9 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
-use tessera_core::jws::{self, Algorithm};
+use tessera_core::jws::{self, JwsError};
 use tessera_core::keys::{Jwk, JwkSet, Key, KeyError, KeyRing, KeyState};
-use tessera_core::{TokenError, b64};
+use tessera_core::{Algorithm, b64};
 
 // ------------------------------------------------------------------------------------------------
 // Loading
@@ -193,7 +193,7 @@ enum Refusal {
     /// `Key::from_jwk` (or `KeyRing::new`) refused the group's key.
     Key(String),
     /// The JWS layer refused the token.
-    Token(TokenError),
+    Token(JwsError),
 }
 
 struct JwsOutcome {
@@ -345,7 +345,7 @@ fn a_stray_character_in_a_base64url_segment_is_rejected_although_upstream_marks_
         assert_eq!(outcome.expected, Expected::Valid, "{}", outcome.describe());
         assert!(outcome.jws.contains('?'), "{}", outcome.describe());
         assert!(
-            matches!(outcome.result, Err(Refusal::Token(TokenError::Malformed(_)))),
+            matches!(outcome.result, Err(Refusal::Token(JwsError::Malformed(_)))),
             "{}",
             outcome.describe()
         );
