@@ -28,8 +28,9 @@ use crate::header::{self, Header};
 
 /// RSA moduli below this size are refused on import (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;
-/// The modulus size of RSA keys Tessera generates.
-pub const GENERATED_RSA_BITS: usize = 2048;
+/// The modulus size of RSA keys Tessera generates: 3072 bits, the size NIST SP 800-57 pairs
+/// with 128-bit security (2048 bits gives ~112).
+pub const GENERATED_RSA_BITS: usize = 3072;
 /// Length of generated HMAC secrets, in bytes: at least the output size of SHA-512.
 pub const GENERATED_HMAC_BYTES: usize = 64;
 
@@ -1067,6 +1068,17 @@ mod tests {
             let twin = p256::ecdsa::Signature::from_scalars(signature.r(), -*signature.s()).unwrap();
             assert!(key.verify_signature(&input, &twin.to_bytes()));
         }
+    }
+
+    #[test]
+    fn generated_rsa_keys_have_a_3072_bit_modulus() {
+        // Arrange / Act
+        let key = Key::generate(Algorithm::RS256, KeyState::Signing, 0, &mut OsRng).unwrap();
+        // Assert: the JWK's modulus is 384 bytes.
+        let jwk = key.public_jwk().unwrap();
+        let n = crate::b64::decode(jwk.n.as_deref().unwrap()).unwrap();
+        assert_eq!(n.len() * 8, GENERATED_RSA_BITS);
+        assert_eq!(GENERATED_RSA_BITS, 3072);
     }
 
     #[test]
