@@ -90,6 +90,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "Service temporarily unavailable, please retry",
             "服务暂时不可用，请稍后重试",
         ),
+        "storage_unavailable" => (
+            "The server cannot store data right now, please retry later",
+            "服务器暂时无法存储数据，请稍后重试",
+        ),
         "login_success" => ("Login successful", "登录成功"),
         "refresh_success" => ("Token refreshed", "令牌已刷新"),
         "logout_success" => ("Logged out", "已退出登录"),

@@ -129,6 +129,24 @@ pub async fn open_key_store(database: &Database) -> anyhow::Result<Arc<dyn KeySt
 /// and the background tasks, and builds the router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let stores = open_stores(&config.database).await?;
+    build_on(config, stores).await
+}
+
+/// [`build`] on a store the caller opened instead of `config.database`: the storage tests keep
+/// the store (its pool) to make the running server's database full or read-only.
+pub async fn build_with_store<S>(config: Config, store: Arc<S>) -> anyhow::Result<App>
+where
+    S: UserStore + SessionStore + KeyStore + 'static,
+{
+    let stores = Stores {
+        users: store.clone(),
+        sessions: store.clone(),
+        keys: store,
+    };
+    build_on(config, stores).await
+}
+
+async fn build_on(config: Config, stores: Stores) -> anyhow::Result<App> {
     let keys = keys::load(&config, stores.keys.clone()).await?;
 
     let redis = match &config.redis_url {

@@ -405,7 +405,7 @@ async fn start_session(
     let refresh = state
         .issue_refresh(user.id, &user.username, &sid, &refresh_jti, now, expires_at)
         .map_err(anyhow::Error::from)?;
-    state
+    let created = state
         .sessions
         .create(NewSession {
             id: sid.clone(),
@@ -417,6 +417,10 @@ async fn start_session(
             user_agent,
         })
         .await?;
+    // Disabled (or deleted) after the login's check: the insert was conditional on it.
+    if created.is_none() {
+        return Err(AppError::Code(ErrorCode::AccountDisabled));
+    }
     Ok(token_response(
         state,
         lang,

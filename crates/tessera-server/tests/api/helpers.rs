@@ -108,6 +108,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn start(dir: TempDir, config: Config) -> TestApp {
     init_logs(&config);
     let app = tessera_server::build(config.clone()).await.expect("the app builds");
+    serve_app(dir, config, app).await
+}
+
+/// Serves an app the test built itself (e.g. with `tessera_server::build_with_store`).
+pub async fn serve_app(dir: TempDir, config: Config, app: tessera_server::App) -> TestApp {
+    init_logs(&config);
     let state = app.state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));

@@ -272,3 +272,30 @@ async fn postgres_rejects_unsafe_schema_names() {
         assert!(matches!(result, Err(StoreError::Internal(_))), "{schema:?}");
     }
 }
+
+/// PostgreSQL that refuses writes (`default_transaction_read_only`, as on a read-only replica or
+/// a server out of disk put read-only by its operator): every write is
+/// `StorageUnavailable(ReadOnly)` and changes nothing; back to writable, without reconnecting,
+/// readiness and writes recover.
+#[tokio::test]
+async fn postgres_read_only_database_refuses_every_write_and_recovers() {
+    let Some(db) = TestDb::new().await else { return };
+    let one = sqlx::postgres::PgPoolOptions::new().max_connections(1);
+    let store = PgStore::connect_with_schema_and(&db.url, &db.schema, one)
+        .await
+        .unwrap();
+    let seeded = contract::seed_for_storage_faults(&store).await;
+    sqlx::query("SET default_transaction_read_only = on")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    contract::read_only_storage_contract(&store, &seeded).await;
+    assert!(store.storage_failing());
+    sqlx::query("SET default_transaction_read_only = off")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    contract::storage_recovery_contract(&store, &seeded).await;
+    assert!(!store.storage_failing());
+    store.close().await;
+}

@@ -1,6 +1,7 @@
 //! The contract suites against the embedded SQLite backend, one fresh file per test.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tessera_store::sqlite::SqliteStore;
 
@@ -66,4 +67,107 @@ async fn sqlite_data_survives_reopening() {
     store.close().await;
     let reopened = SqliteStore::open(&path).await.unwrap();
     assert_eq!(reopened.find_by_id(user.id).await.unwrap().unwrap().username, "persist");
+}
+
+/// The per-connection pragmas a fault test controls: applied to the pool's connection now and,
+/// through `after_connect`, to any connection the pool opens later (the store closes a
+/// connection whose transaction failed).
+#[derive(Clone, Default)]
+struct Faults {
+    max_page_count: Arc<AtomicI64>,
+    query_only: Arc<AtomicBool>,
+}
+
+impl Faults {
+    fn pragmas(&self) -> String {
+        let pages = match self.max_page_count.load(Ordering::SeqCst) {
+            0 => 1_073_741_823,
+            pages => pages,
+        };
+        let query_only = if self.query_only.load(Ordering::SeqCst) {
+            "ON"
+        } else {
+            "OFF"
+        };
+        format!("PRAGMA max_page_count = {pages}; PRAGMA query_only = {query_only};")
+    }
+
+    async fn apply(&self, store: &SqliteStore) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(self.pragmas()))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// A store on one pooled connection, whose pragmas `Faults` sets.
+async fn single_connection() -> (tempfile::TempDir, SqliteStore, Faults) {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::default();
+    let hook = faults.clone();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let sql = hook.pragmas();
+            Box::pin(async move {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+                Ok(())
+            })
+        });
+    let store = SqliteStore::open_with(&dir.path().join("tessera.db"), pool)
+        .await
+        .unwrap();
+    (dir, store, faults)
+}
+
+/// SQLITE_FULL, forced with `max_page_count` at the current size: the database cannot grow.
+#[tokio::test]
+async fn sqlite_full_database_refuses_writes_leaves_nothing_and_recovers() {
+    let (_dir, store, faults) = single_connection().await;
+    let seeded = contract::seed_for_storage_faults(&store).await;
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    faults.max_page_count.store(pages, Ordering::SeqCst);
+    faults.apply(&store).await;
+    contract::full_storage_contract(&store, &seeded).await;
+    assert!(store.storage_failing());
+    // Space comes back (the limit is raised) on the same open store.
+    faults.max_page_count.store(0, Ordering::SeqCst);
+    faults.apply(&store).await;
+    contract::storage_recovery_contract(&store, &seeded).await;
+    assert!(!store.storage_failing());
+}
+
+/// SQLITE_READONLY, forced with `query_only` (tests may run as root, which ignores file modes).
+#[tokio::test]
+async fn sqlite_read_only_database_refuses_every_write_and_recovers() {
+    let (_dir, store, faults) = single_connection().await;
+    let seeded = contract::seed_for_storage_faults(&store).await;
+    faults.query_only.store(true, Ordering::SeqCst);
+    faults.apply(&store).await;
+    contract::read_only_storage_contract(&store, &seeded).await;
+    faults.query_only.store(false, Ordering::SeqCst);
+    faults.apply(&store).await;
+    contract::storage_recovery_contract(&store, &seeded).await;
+}
+
+/// A database file opened read-only (`mode=ro`) refuses writes with the same error.
+#[tokio::test]
+async fn sqlite_file_opened_read_only_refuses_writes() {
+    use tessera_core::store::{StorageFault, StoreError, UserStore};
+    let (dir, store) = fresh().await;
+    let seeded = contract::seed_for_storage_faults(store.as_ref()).await;
+    store.close().await;
+    let url = format!("sqlite://{}?mode=ro", dir.path().join("tessera.db").display());
+    let read_only = SqliteStore::open_url(&url).await.unwrap();
+    contract::read_only_storage_contract(&read_only, &seeded).await;
+    assert!(matches!(
+        read_only.ping().await,
+        Err(StoreError::StorageUnavailable {
+            fault: StorageFault::ReadOnly,
+            ..
+        })
+    ));
 }
