@@ -171,3 +171,125 @@ async fn sqlite_file_opened_read_only_refuses_writes() {
         })
     ));
 }
+
+/// Set in the child process that [`sqlite_write_whose_commit_fails_is_an_error_never_an_ack`]
+/// starts: the child runs the scenario under a file-size limit of its own.
+#[cfg(target_os = "linux")]
+const COMMIT_FAILURE_CHILD: &str = "TESSERA_TEST_COMMIT_FAILURE_CHILD";
+
+/// The failure of issue 13 finding 1 itself: the statement succeeds and the *commit* fails (a
+/// full disk refuses the WAL append). sqlx's SQLite driver used to hand back the `RETURNING` row
+/// and drop the commit error, so the write was acknowledged and lost. Forced with
+/// `RLIMIT_FSIZE` = 0 (every write(2) to a file then fails with EFBIG, as a full disk fails with
+/// ENOSPC), in a child process so no other test's files are affected.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_write_whose_commit_fails_is_an_error_never_an_ack() {
+    if std::env::var_os(COMMIT_FAILURE_CHILD).is_some() {
+        commit_failure_scenario().await;
+        return;
+    }
+    // `trap "" XFSZ` ignores SIGXFSZ, and an ignored signal stays ignored across exec: a write
+    // past the limit then fails with EFBIG instead of killing the child.
+    let output = std::process::Command::new("sh")
+        .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sqlite::sqlite_write_whose_commit_fails_is_an_error_never_an_ack",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(COMMIT_FAILURE_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[cfg(target_os = "linux")]
+async fn commit_failure_scenario() {
+    use tessera_core::store::{NewUser, SessionStore, StorageFault, StoreError, UserStore};
+    // The soft RLIMIT_FSIZE of this (child) process, set with util-linux's prlimit(1).
+    let set_file_size_limit = |soft: &str| {
+        let status = std::process::Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--fsize={soft}:"))
+            .status()
+            .expect("prlimit(1) runs");
+        assert!(status.success(), "prlimit --fsize={soft}: failed");
+    };
+    let (_dir, store) = fresh().await;
+    let seeded = contract::seed_for_storage_faults(store.as_ref()).await;
+
+    set_file_size_limit("0");
+    let created = UserStore::create(
+        store.as_ref(),
+        NewUser {
+            email: "lost@example.com".into(),
+            username: "lost".into(),
+            password_hash: "h".into(),
+            created_at: 1,
+        },
+    )
+    .await;
+    let session = SessionStore::create(
+        store.as_ref(),
+        tessera_core::store::NewSession {
+            id: "lost-s".into(),
+            user_id: seeded.user.id,
+            refresh_jti: "lost-j".into(),
+            now: 100,
+            expires_at: 1_000,
+            ip_address: None,
+            user_agent: None,
+        },
+    )
+    .await;
+    let rotated = store
+        .rotate_for_refresh(
+            store.as_ref(),
+            seeded.user.id,
+            tessera_core::store::Rotation {
+                session_id: &seeded.session,
+                presented_jti: &seeded.jti,
+                new_jti: "lost-2",
+                now: 110,
+                new_expires_at: 1_110,
+                grace_secs: 10,
+            },
+        )
+        .await;
+    set_file_size_limit("unlimited");
+
+    // Reading needs no file write: what was stored is what the answers said.
+    for (what, result) in [
+        ("users.create", created.map(|_| ())),
+        ("sessions.create", session.map(|_| ())),
+        ("rotate_for_refresh", rotated.map(|_| ())),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::StorageUnavailable {
+                    fault: StorageFault::Io | StorageFault::Full,
+                    ..
+                })
+            ),
+            "{what}: a failed commit must be an error, got {result:?}"
+        );
+    }
+    assert_eq!(store.find_by_login("lost@example.com").await.unwrap(), None);
+    assert_eq!(store.find("lost-s").await.unwrap(), None);
+    assert_eq!(
+        store.find(&seeded.session).await.unwrap().unwrap().current_jti,
+        seeded.jti
+    );
+    // Writes work again, on the same open store.
+    store.ping().await.expect("ready once writes commit again");
+    contract::storage_recovery_contract(store.as_ref(), &seeded).await;
+}
