@@ -354,7 +354,12 @@ impl IntoResponse for AppError {
                 RenderedError::plain(ErrorCode::ServiceUnavailable)
             }
             AppError::StorageUnavailable { fault, detail } => {
-                tracing::error!(fault = %fault, cause = %detail, "storage cannot take writes");
+                tracing::error!(
+                    event = "storage_unavailable",
+                    fault = %fault,
+                    cause = %detail,
+                    "the database cannot store data"
+                );
                 retry_after = Some(STORAGE_RETRY_AFTER_SECS);
                 storage_fault = Some(fault);
                 RenderedError::plain(ErrorCode::StorageUnavailable)
