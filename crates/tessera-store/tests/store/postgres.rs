@@ -299,3 +299,64 @@ async fn postgres_read_only_database_refuses_every_write_and_recovers() {
     assert!(!store.storage_failing());
     store.close().await;
 }
+
+/// Issue 13 finding 9 on PostgreSQL, where the check and the insert could otherwise see an
+/// account that a concurrent, not yet committed `users disable` is disabling: the session
+/// insert waits for that transaction (its share lock conflicts with the update) and then finds
+/// the account disabled. Without the lock it would insert a session for a disabled account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_session_insert_waits_for_a_concurrent_disable_and_inserts_nothing() {
+    use tessera_core::store::{NewSession, SessionStore};
+    let Some(db) = TestDb::new().await else { return };
+    let new_user = NewUser {
+        email: "race@example.com".into(),
+        username: "race".into(),
+        password_hash: "h".into(),
+        created_at: 1,
+    };
+    let user = UserStore::create(db.store.as_ref(), new_user).await.unwrap();
+    // The operator's disable, held open in a transaction of its own.
+    let mut operator = PgConnection::connect(&db.url).await.unwrap();
+    let search_path = format!("SET search_path TO \"{}\"", db.schema);
+    sqlx::query(sqlx::AssertSqlSafe(search_path))
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut operator).await.unwrap();
+    sqlx::query("UPDATE users SET disabled_at = 5 WHERE id = $1")
+        .bind(user.id)
+        .execute(&mut operator)
+        .await
+        .unwrap();
+
+    let store = db.store.clone();
+    let login = tokio::spawn(async move {
+        SessionStore::create(
+            store.as_ref(),
+            NewSession {
+                id: "race-s".into(),
+                user_id: user.id,
+                refresh_jti: "race-j".into(),
+                now: 10,
+                expires_at: 1_000,
+                ip_address: None,
+                user_agent: None,
+            },
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !login.is_finished(),
+        "the insert must wait for the disable to commit or roll back"
+    );
+    sqlx::query("COMMIT").execute(&mut operator).await.unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(10), login)
+        .await
+        .expect("the insert goes on once the disable committed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(created, None, "no session for an account disabled meanwhile");
+    assert_eq!(db.store.find("race-s").await.unwrap(), None);
+    operator.close().await.unwrap();
+}
