@@ -153,4 +153,17 @@ mod tests {
         assert_eq!(lang(";;;,,q=abc"), Lang::En);
         assert_eq!(Lang::from_headers(&HeaderMap::new()), Lang::En);
     }
+
+    #[test]
+    fn every_error_code_has_its_own_message_in_both_languages() {
+        use crate::error::ErrorCode;
+        let fallback = (message("", Lang::En), message("", Lang::Zh));
+        for code in ErrorCode::ALL {
+            let own = (message(code.as_str(), Lang::En), message(code.as_str(), Lang::Zh));
+            if code != ErrorCode::InternalServerError {
+                assert_ne!(own, fallback, "{} falls back to the internal error text", code.as_str());
+            }
+            assert!(!own.0.is_empty() && !own.1.is_empty());
+        }
+    }
 }
