@@ -273,6 +273,14 @@ async fn postgres_rejects_unsafe_schema_names() {
     }
 }
 
+fn set_read_only(on: bool) -> &'static str {
+    if on {
+        "SET default_transaction_read_only = on"
+    } else {
+        "SET default_transaction_read_only = off"
+    }
+}
+
 /// PostgreSQL that refuses writes (`default_transaction_read_only`, as on a read-only replica or
 /// a server out of disk put read-only by its operator): every write is
 /// `StorageUnavailable(ReadOnly)` and changes nothing; back to writable, without reconnecting,
@@ -280,21 +288,29 @@ async fn postgres_rejects_unsafe_schema_names() {
 #[tokio::test]
 async fn postgres_read_only_database_refuses_every_write_and_recovers() {
     let Some(db) = TestDb::new().await else { return };
-    let one = sqlx::postgres::PgPoolOptions::new().max_connections(1);
+    // The setting is per connection: the hook gives it to any connection the pool opens later
+    // (the store closes a connection whose transaction failed).
+    let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = Arc::clone(&read_only);
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let sql = set_read_only(hook.load(std::sync::atomic::Ordering::SeqCst));
+            Box::pin(async move {
+                sqlx::query(sql).execute(conn).await?;
+                Ok(())
+            })
+        });
     let store = PgStore::connect_with_schema_and(&db.url, &db.schema, one)
         .await
         .unwrap();
     let seeded = contract::seed_for_storage_faults(&store).await;
-    sqlx::query("SET default_transaction_read_only = on")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    read_only.store(true, std::sync::atomic::Ordering::SeqCst);
+    sqlx::query(set_read_only(true)).execute(store.pool()).await.unwrap();
     contract::read_only_storage_contract(&store, &seeded).await;
     assert!(store.storage_failing());
-    sqlx::query("SET default_transaction_read_only = off")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    read_only.store(false, std::sync::atomic::Ordering::SeqCst);
+    sqlx::query(set_read_only(false)).execute(store.pool()).await.unwrap();
     contract::storage_recovery_contract(&store, &seeded).await;
     assert!(!store.storage_failing());
     store.close().await;
