@@ -20,9 +20,50 @@ pub enum StoreError {
     /// The backend cannot be reached right now; the request may be retried later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database answers but its storage cannot take writes: disk full, read-only, I/O
+    /// error. Nothing was written; the request may be retried once space (or the disk) is back.
+    #[error("storage cannot take writes ({fault}): {detail}")]
+    StorageUnavailable {
+        /// What is wrong with the storage.
+        fault: StorageFault,
+        /// The database's message, for the log.
+        detail: String,
+    },
     /// Anything else (corrupt row, unexpected database error). Logged, never shown.
     #[error("store error: {0}")]
     Internal(String),
+}
+
+/// Why storage cannot take writes ([`StoreError::StorageUnavailable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StorageFault {
+    /// No space left (SQLite `SQLITE_FULL`, PostgreSQL `53100 disk_full`).
+    Full,
+    /// The database or its files are read-only (SQLite `SQLITE_READONLY`, PostgreSQL `25006`).
+    ReadOnly,
+    /// The disk failed a read or a write, or a file cannot be opened (SQLite `SQLITE_IOERR`,
+    /// `SQLITE_CANTOPEN`, PostgreSQL class 58).
+    Io,
+}
+
+impl StorageFault {
+    /// Every fault, for metric label values.
+    pub const ALL: [StorageFault; 3] = [StorageFault::Full, StorageFault::ReadOnly, StorageFault::Io];
+
+    /// A short stable name (`full`, `read_only`, `io`), e.g. a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageFault::Full => "full",
+            StorageFault::ReadOnly => "read_only",
+            StorageFault::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for StorageFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A registered account.
@@ -58,7 +99,9 @@ pub struct NewUser {
 /// Accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Whether the backing database answers (readiness).
+    /// Whether the backing database answers (readiness). After a write failed with
+    /// [`StoreError::StorageUnavailable`], also whether writes commit again (the SQL stores
+    /// then probe with a small write), so readiness recovers on its own when space returns.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates an account; [`StoreError::Conflict`] when the email or username is taken.
     async fn create(&self, user: NewUser) -> Result<User, StoreError>;
@@ -191,8 +234,10 @@ pub async fn check_account_then_rotate<S: SessionStore + ?Sized>(
 /// Sessions (refresh-token families).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Creates a session.
-    async fn create(&self, session: NewSession) -> Result<Session, StoreError>;
+    /// Creates a session, in the same statement as checking that its account exists and is not
+    /// disabled: `None` (nothing inserted) when it is gone or disabled, so a login racing
+    /// `users disable` cannot leave a live session behind the disable.
+    async fn create(&self, session: NewSession) -> Result<Option<Session>, StoreError>;
     /// Finds a session by id, revoked or not.
     async fn find(&self, id: &str) -> Result<Option<Session>, StoreError>;
     /// Rotates the refresh token atomically: of any number of concurrent calls with the same

@@ -125,6 +125,24 @@ pub async fn build(config: Config) -> anyhow::Result<Built> {
 /// [`build`] on a given clock (tests pass a [`clock::ManualClock`]).
 pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Built> {
     let stores = open_stores(&config.database).await?;
+    build_on(config, stores, clock).await
+}
+
+/// [`build`] on a store the caller opened instead of `config.database`: the storage tests keep
+/// the store (its pool) to make the running server's database full or read-only.
+pub async fn build_with_store<S>(config: Config, store: Arc<S>) -> anyhow::Result<Built>
+where
+    S: UserStore + SessionStore + KeyStore + 'static,
+{
+    let stores = Stores {
+        users: store.clone(),
+        sessions: store.clone(),
+        keys: store,
+    };
+    build_on(config, stores, SystemClock::shared()).await
+}
+
+async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow::Result<Built> {
     let keys = keys::load(&config, stores.keys.clone(), clock.now()).await?;
 
     let redis = match &config.redis_url {

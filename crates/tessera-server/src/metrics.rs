@@ -5,6 +5,8 @@
 //! gauges that mirror state (live sessions, hashing queue, backend health) are refreshed when
 //! `/metrics` is scraped.
 
+use tessera_core::store::StorageFault;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -43,6 +45,9 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     /// `tessera_backend_outages_total{backend}`: times a backend went down.
     pub backend_outages: IntGaugeVec,
+    /// `tessera_storage_errors_total{kind="full|read_only|io"}`: requests answered 503
+    /// `storage_unavailable` because the database could not store data.
+    pub storage_errors: IntCounterVec,
     /// `http_requests_total{method,route,status}`; `route` is the matched route, never the raw path.
     pub http_requests: IntCounterVec,
     /// `http_request_duration_seconds{method,route,status}`.
@@ -156,6 +161,16 @@ impl Metrics {
                     &["backend"],
                 )?,
             )?,
+            storage_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_storage_errors_total",
+                        "Requests refused because the database could not store data, by kind.",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
             http_requests: register(
                 &registry,
                 IntCounterVec::new(
@@ -191,6 +206,9 @@ impl Metrics {
         }
         for route in RATE_LIMITED_ROUTES {
             self.rate_limited.with_label_values(&[route]);
+        }
+        for fault in StorageFault::ALL {
+            self.storage_errors.with_label_values(&[fault.as_str()]);
         }
         self.backend_up.with_label_values(&["database"]).set(1);
     }

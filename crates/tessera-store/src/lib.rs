@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`sql`]: the one SQL store, [`sql::SqlStore`], generic over a [`sql::Dialect`]: every
+//!   statement written once, run to completion so a write is committed before it returns.
 //! - [`sqlite`]: the embedded default. One file under DATA_DIR, created with mode 0600, WAL
 //!   journal, migrations embedded in the binary and applied at start.
 //! - [`postgres`]: PostgreSQL, for several instances sharing one database. Same schema and
@@ -16,21 +18,29 @@
 //! - [`redis`]: rate-limit counters shared by every instance, one atomic Lua script per hit
 //!   on the Redis server's clock, with bounded timeouts.
 //!
-//! Every write is one statement or one transaction, so a failure leaves nothing half done.
+//! Every write is one statement or one transaction, committed before it returns, so a failure
+//! leaves nothing half done and nothing acknowledged is lost.
 
 pub mod memory;
 pub mod migrations;
 pub mod postgres;
 pub mod redis;
 pub mod redis_bus;
+pub mod sql;
 pub mod sqlite;
 
-use tessera_core::store::StoreError;
+use tessera_core::store::{StorageFault, StoreError};
 
-/// Maps a sqlx error to the store's error: connection trouble is `Unavailable` (the server
-/// answers 503 and the client may retry), everything else `Internal`.
+/// Maps a sqlx error to the store's error: storage that cannot take writes is
+/// `StorageUnavailable`, connection trouble `Unavailable` (the server answers 503 and the client
+/// may retry either), everything else `Internal`.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    if is_unavailable(&error) {
+    if let Some(fault) = storage_fault(&error) {
+        StoreError::StorageUnavailable {
+            fault,
+            detail: error.to_string(),
+        }
+    } else if is_unavailable(&error) {
         StoreError::Unavailable(error.to_string())
     } else {
         StoreError::Internal(error.to_string())
@@ -41,17 +51,47 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            is_busy(code.as_deref()) || is_pg_unavailable(code.as_deref())
-        }
+        sqlx::Error::Database(db) => is_busy(db.as_ref()) || is_pg_unavailable(db.code().as_deref()),
         _ => false,
     }
 }
 
-/// SQLITE_BUSY (5) and SQLITE_LOCKED (6), after the busy timeout ran out.
-fn is_busy(code: Option<&str>) -> bool {
-    matches!(code, Some("5" | "6" | "517" | "262"))
+/// Whether a sqlx error says the storage cannot take writes, and why. SQLite reports extended
+/// result codes (`778` is SQLITE_IOERR_WRITE); their low byte is the primary code: SQLITE_FULL
+/// (13), SQLITE_READONLY (8), SQLITE_IOERR (10), SQLITE_CANTOPEN (14). PostgreSQL SQLSTATEs:
+/// 53100 disk_full, 25006 read_only_sql_transaction, class 58 (system errors: I/O, missing
+/// files).
+pub(crate) fn storage_fault(error: &sqlx::Error) -> Option<StorageFault> {
+    let sqlx::Error::Database(db) = error else {
+        return None;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return match sqlite_primary_code(db.code().as_deref()) {
+            Some(13) => Some(StorageFault::Full),
+            Some(8) => Some(StorageFault::ReadOnly),
+            Some(10 | 14) => Some(StorageFault::Io),
+            _ => None,
+        };
+    }
+    match db.code()?.as_ref() {
+        "53100" => Some(StorageFault::Full),
+        "25006" => Some(StorageFault::ReadOnly),
+        code if code.starts_with("58") => Some(StorageFault::Io),
+        _ => None,
+    }
+}
+
+/// SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes, after the busy timeout ran
+/// out.
+fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && matches!(sqlite_primary_code(db.code().as_deref()), Some(5 | 6))
+}
+
+/// The primary result code of an SQLite (extended) result code.
+fn sqlite_primary_code(code: Option<&str>) -> Option<i32> {
+    code.and_then(|code| code.parse::<i32>().ok())
+        .map(|extended| extended & 0xff)
 }
 
 /// Postgres SQLSTATEs for a server that is there but not serving: class 08 (connection

@@ -3,7 +3,7 @@
 //! maps them to messages and exit codes.
 
 use tessera_core::limits::Decision;
-use tessera_core::store::StoreError;
+use tessera_core::store::{StorageFault, StoreError};
 
 use crate::hashing::HashError;
 
@@ -83,6 +83,15 @@ pub enum Error {
         /// For the log only.
         reason: String,
     },
+    /// The database answers but cannot store data (disk full, read-only, I/O error): nothing
+    /// was stored.
+    #[error("storage unavailable ({fault}): {detail}")]
+    StorageUnavailable {
+        /// What is wrong with the storage.
+        fault: StorageFault,
+        /// For the log only.
+        detail: String,
+    },
     /// A fault; logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -93,6 +102,7 @@ impl From<StoreError> for Error {
         match error {
             StoreError::Conflict(field) => Error::Conflict(field),
             StoreError::Unavailable(reason) => Error::Unavailable { retry_after: 5, reason },
+            StoreError::StorageUnavailable { fault, detail } => Error::StorageUnavailable { fault, detail },
             StoreError::Internal(reason) => Error::Internal(anyhow::anyhow!(reason)),
         }
     }

@@ -191,7 +191,7 @@ impl App {
         let refresh = self
             .issue_refresh(user.id, &user.username, &sid, &refresh_jti, now, expires_at)
             .map_err(anyhow::Error::from)?;
-        let _created = self
+        let created = self
             .sessions
             .create(NewSession {
                 id: sid.clone(),
@@ -203,7 +203,10 @@ impl App {
                 user_agent: client.user_agent.clone(),
             })
             .await?;
-        // MERGE: conditional insert (store branch) -> None means AccountDisabled.
+        // Disabled (or deleted) after the check above: the insert was conditional on it.
+        if created.is_none() {
+            return Err(Error::AccountDisabled);
+        }
         Ok(SessionTokens {
             access_token: access.token,
             refresh_token: refresh,

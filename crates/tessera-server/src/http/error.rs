@@ -12,7 +12,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tessera_core::store::StoreError;
+use tessera_core::store::{StorageFault, StoreError};
 
 use super::i18n::Lang;
 use crate::app::{self, error::TokenRejection};
@@ -54,11 +54,13 @@ pub enum ErrorCode {
     InternalServerError,
     /// 503: a dependency is down or the server sheds load.
     ServiceUnavailable,
+    /// 503: the database answers but cannot store data (disk full, read-only, I/O error).
+    StorageUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -76,6 +78,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::InternalServerError,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::StorageUnavailable,
     ];
 
     /// The HTTP status.
@@ -96,7 +99,7 @@ impl ErrorCode {
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable | ErrorCode::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -120,6 +123,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InternalServerError => "internal_server_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
         }
     }
 
@@ -186,6 +190,15 @@ pub enum AppError {
         /// For the log only.
         reason: String,
     },
+    /// 503 `storage_unavailable` with Retry-After: nothing was stored (disk full, read-only,
+    /// I/O error). Logged at `error` level and counted in `tessera_storage_errors_total`.
+    #[error("storage unavailable ({fault}): {detail}")]
+    StorageUnavailable {
+        /// What is wrong with the storage (the metric's `kind` label).
+        fault: StorageFault,
+        /// For the log only.
+        detail: String,
+    },
     /// 500; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -196,6 +209,7 @@ impl From<StoreError> for AppError {
         match error {
             StoreError::Conflict(field) => AppError::Conflict(field),
             StoreError::Unavailable(reason) => AppError::Unavailable { retry_after: 5, reason },
+            StoreError::StorageUnavailable { fault, detail } => AppError::StorageUnavailable { fault, detail },
             StoreError::Internal(reason) => AppError::Internal(anyhow::anyhow!(reason)),
         }
     }
@@ -237,10 +251,15 @@ impl From<app::Error> for AppError {
             app::Error::NotFound => AppError::Code(ErrorCode::NotFound),
             app::Error::Conflict(field) => AppError::Conflict(field),
             app::Error::Unavailable { retry_after, reason } => AppError::Unavailable { retry_after, reason },
+            app::Error::StorageUnavailable { fault, detail } => AppError::StorageUnavailable { fault, detail },
             app::Error::Internal(error) => AppError::Internal(error),
         }
     }
 }
+
+/// Retry-After of a `storage_unavailable` answer: freeing disk space takes an operator, so
+/// clients back off longer than for a restarting dependency.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 30;
 
 /// The error as attached to the response, for the language-aware renderer.
 #[derive(Debug, Clone)]
@@ -335,6 +354,7 @@ fn www_authenticate(code: ErrorCode, message_key: Option<&str>) -> HeaderValue {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut retry_after = None;
+        let mut storage_fault = None;
         let mut extra_headers = axum::http::HeaderMap::new();
         let rendered = match self {
             AppError::InvalidCredentials(limit) => {
@@ -392,6 +412,17 @@ impl IntoResponse for AppError {
                 retry_after = Some(secs);
                 RenderedError::plain(ErrorCode::ServiceUnavailable)
             }
+            AppError::StorageUnavailable { fault, detail } => {
+                tracing::error!(
+                    event = "storage_unavailable",
+                    fault = %fault,
+                    cause = %detail,
+                    "the database cannot store data"
+                );
+                retry_after = Some(STORAGE_RETRY_AFTER_SECS);
+                storage_fault = Some(fault);
+                RenderedError::plain(ErrorCode::StorageUnavailable)
+            }
             AppError::Internal(error) => {
                 tracing::error!(error = ?error, "internal error");
                 RenderedError::plain(ErrorCode::InternalServerError)
@@ -405,6 +436,10 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.headers_mut().extend(extra_headers);
+        // For the request metrics middleware: `tessera_storage_errors_total{kind}`.
+        if let Some(fault) = storage_fault {
+            response.extensions_mut().insert(fault);
+        }
         response
     }
 }

@@ -6,6 +6,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use tessera_core::store::StoreError;
+
 use super::AppState;
 use super::error::{AppError, AppResult};
 
@@ -48,7 +50,8 @@ pub(super) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The process can serve: the database answers. Without Redis it still serves, on local
+/// The process can serve: the database answers, and takes writes again after a write found
+/// its storage full or read-only (503 `storage_unavailable` until then). Without Redis it still serves, on local
 /// state, and says so: `"status": "degraded"` (B9).
 #[utoipa::path(
     get,
@@ -64,6 +67,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> AppResult<Json<Read
     let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.users.ping()).await;
     match ping {
         Ok(Ok(())) => {}
+        // The database answers but cannot store data: not ready until a write probe commits
+        // again (the store probes on every check while the failure lasts).
+        Ok(Err(StoreError::StorageUnavailable { fault, detail })) => {
+            return Err(AppError::StorageUnavailable { fault, detail });
+        }
         Ok(Err(e)) => {
             return Err(AppError::Unavailable {
                 retry_after: 5,

@@ -96,6 +96,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "Service temporarily unavailable, please retry",
             "服务暂时不可用，请稍后重试",
         ),
+        "storage_unavailable" => (
+            "The server cannot store data right now, please retry later",
+            "服务器暂时无法存储数据，请稍后重试",
+        ),
         "login_success" => ("Login successful", "登录成功"),
         "refresh_success" => ("Token refreshed", "令牌已刷新"),
         "logout_success" => ("Logged out", "已退出登录"),
@@ -154,5 +158,18 @@ mod tests {
         assert_eq!(lang("zhx"), Lang::En);
         assert_eq!(lang(";;;,,q=abc"), Lang::En);
         assert_eq!(Lang::from_headers(&HeaderMap::new()), Lang::En);
+    }
+
+    #[test]
+    fn every_error_code_has_its_own_message_in_both_languages() {
+        use crate::http::error::ErrorCode;
+        let fallback = (message("", Lang::En), message("", Lang::Zh));
+        for code in ErrorCode::ALL {
+            let own = (message(code.as_str(), Lang::En), message(code.as_str(), Lang::Zh));
+            if code != ErrorCode::InternalServerError {
+                assert_ne!(own, fallback, "{} falls back to the internal error text", code.as_str());
+            }
+            assert!(!own.0.is_empty() && !own.1.is_empty());
+        }
     }
 }

@@ -9,6 +9,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use tessera_core::store::StorageFault;
+
 use super::AppState;
 
 /// `GET /metrics`.
@@ -71,6 +73,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
+    if let Some(fault) = response.extensions().get::<StorageFault>() {
+        state.metrics.storage_errors.with_label_values(&[fault.as_str()]).inc();
+    }
     let status = response.status().as_u16().to_string();
     let labels = [method, route.as_str(), status.as_str()];
     state.metrics.http_requests.with_label_values(&labels).inc();

@@ -264,7 +264,9 @@ error_responses! {
     InternalError => || error_response("`internal_server_error`: `details` is always null.");
     /// 503 with `Retry-After`.
     Unavailable => || error_response(
-        "`service_unavailable`: a dependency is down, or the server sheds load.",
+        "`service_unavailable`: a dependency is down, or the server sheds load. \
+         `storage_unavailable`: the database cannot store data (disk full, read-only, I/O error); \
+         nothing was stored.",
     )
     .header("Retry-After", integer_header("Seconds after which a retry may succeed."));
 }

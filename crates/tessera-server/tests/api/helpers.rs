@@ -131,6 +131,16 @@ async fn start_on(dir: TempDir, config: Config, clock: Option<Arc<ManualClock>>)
     let app = tessera_server::build_with_clock(config.clone(), shared)
         .await
         .expect("the app builds");
+    serve_on(dir, config, app, clock).await
+}
+
+/// Serves an app the test built itself (e.g. with `tessera_server::build_with_store`).
+pub async fn serve_app(dir: TempDir, config: Config, app: tessera_server::Built) -> TestApp {
+    init_logs(&config);
+    serve_on(dir, config, app, None).await
+}
+
+async fn serve_on(dir: TempDir, config: Config, app: tessera_server::Built, clock: Option<Arc<ManualClock>>) -> TestApp {
     let state = app.state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));

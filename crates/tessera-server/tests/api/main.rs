@@ -31,5 +31,6 @@ mod routing;
 mod scale_out;
 mod services;
 mod sessions;
+mod storage;
 mod token_cache;
 mod unauthorized;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, SessionStore, StoreError,
-    StoredKey, UserStore,
+    KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, SessionStore, StorageFault,
+    StoreError, StoredKey, UserStore,
 };
 
 fn new_user(email: &str, username: &str) -> NewUser {
@@ -93,7 +93,11 @@ pub async fn user_store_contract(users: &dyn UserStore) {
 /// by `rotate` would.
 async fn refresh_rotation_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
     let user = users.create(new_user("r@example.com", "refresher")).await.unwrap();
-    sessions.create(new_session("r1", user.id, "k1", 100)).await.unwrap();
+    sessions
+        .create(new_session("r1", user.id, "k1", 100))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     let refresh =
         |presented, new, now| sessions.rotate_for_refresh(users, user.id, rotation("r1", presented, new, now, 10));
 
@@ -155,10 +159,39 @@ async fn refresh_rotation_contract(users: &dyn UserStore, sessions: &dyn Session
     assert!(sessions.find("r1").await.unwrap().unwrap().revoked_at.is_some());
 }
 
+/// A session is created only for an account that exists and is enabled, in the same statement
+/// as the check (`users disable` racing a login): otherwise `None`, and nothing is inserted.
+async fn disabled_account_gets_no_session_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
+    let user = users.create(new_user("late@example.com", "late")).await.unwrap();
+    assert!(users.set_disabled(user.id, Some(50)).await.unwrap());
+    assert_eq!(
+        sessions.create(new_session("d1", user.id, "x1", 100)).await.unwrap(),
+        None
+    );
+    assert_eq!(sessions.find("d1").await.unwrap(), None, "nothing inserted");
+    assert_eq!(
+        sessions
+            .create(new_session("d2", user.id + 1_000, "x2", 100))
+            .await
+            .unwrap(),
+        None,
+        "no such account"
+    );
+    assert_eq!(sessions.find("d2").await.unwrap(), None);
+    assert!(users.set_disabled(user.id, None).await.unwrap());
+    let created = sessions.create(new_session("d1", user.id, "x1", 101)).await.unwrap();
+    assert_eq!(created.map(|s| s.current_jti), Some("x1".to_owned()));
+    assert!(sessions.find("d1").await.unwrap().is_some());
+}
+
 pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
     refresh_rotation_contract(users, sessions).await;
     let user = users.create(new_user("s@example.com", "sessions")).await.unwrap();
-    let created = sessions.create(new_session("s1", user.id, "j1", 100)).await.unwrap();
+    let created = sessions
+        .create(new_session("s1", user.id, "j1", 100))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     assert_eq!(created.current_jti, "j1");
     assert_eq!(created.previous_jti, None);
     assert_eq!(sessions.find("s1").await.unwrap().unwrap(), created);
@@ -191,7 +224,11 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
     );
 
     // An older token (neither current nor previous) is reuse even within seconds.
-    sessions.create(new_session("s2", user.id, "a1", 300)).await.unwrap();
+    sessions
+        .create(new_session("s2", user.id, "a1", 300))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     sessions.rotate(rotation("s2", "a1", "a2", 301, 10)).await.unwrap();
     sessions.rotate(rotation("s2", "a2", "a3", 302, 10)).await.unwrap();
     assert!(matches!(
@@ -200,7 +237,11 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
     ));
 
     // The grace window is half-open: exactly `grace` seconds after the rotation it is over.
-    sessions.create(new_session("sg", user.id, "g1", 300)).await.unwrap();
+    sessions
+        .create(new_session("sg", user.id, "g1", 300))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     sessions.rotate(rotation("sg", "g1", "g2", 300, 10)).await.unwrap();
     assert!(matches!(
         sessions.rotate(rotation("sg", "g1", "g3", 309, 10)).await.unwrap(),
@@ -211,7 +252,11 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
         RotationOutcome::ReuseDetected(_)
     ));
     // With no grace at all, a spent token is reuse even in the same second.
-    sessions.create(new_session("s0", user.id, "z1", 300)).await.unwrap();
+    sessions
+        .create(new_session("s0", user.id, "z1", 300))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     sessions.rotate(rotation("s0", "z1", "z2", 300, 0)).await.unwrap();
     assert!(matches!(
         sessions.rotate(rotation("s0", "z1", "z3", 300, 0)).await.unwrap(),
@@ -223,15 +268,27 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
         sessions.rotate(rotation("nope", "x", "y", 300, 10)).await.unwrap(),
         RotationOutcome::Invalid
     );
-    sessions.create(new_session("s3", user.id, "e1", 400)).await.unwrap();
+    sessions
+        .create(new_session("s3", user.id, "e1", 400))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     assert_eq!(
         sessions.rotate(rotation("s3", "e1", "e2", 5_000, 10)).await.unwrap(),
         RotationOutcome::Invalid
     );
 
     // Listing, revoking one, revoking all.
-    sessions.create(new_session("s4", user.id, "b1", 500)).await.unwrap();
-    sessions.create(new_session("s5", user.id, "c1", 501)).await.unwrap();
+    sessions
+        .create(new_session("s4", user.id, "b1", 500))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
+    sessions
+        .create(new_session("s5", user.id, "c1", 501))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     let active: Vec<String> = sessions
         .list_active(user.id, 600)
         .await
@@ -250,7 +307,11 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
     );
     assert!(sessions.revoke(user.id, "s4", 600).await.unwrap());
     assert!(!sessions.revoke(user.id, "s4", 601).await.unwrap(), "already revoked");
-    sessions.create(new_session("s6", user.id, "d1", 602)).await.unwrap();
+    sessions
+        .create(new_session("s6", user.id, "d1", 602))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     let mut revoked = sessions.revoke_all(user.id, 610).await.unwrap();
     revoked.sort();
     assert_eq!(revoked, vec!["s3", "s5", "s6"]);
@@ -268,16 +329,26 @@ pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn Sessio
     assert!(!since.contains(&"s1".to_string()), "revoked at 200, before 600");
 
     // Deleting the user deletes the sessions with it.
-    sessions.create(new_session("s7", other.id, "f1", 700)).await.unwrap();
+    sessions
+        .create(new_session("s7", other.id, "f1", 700))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     users.delete(other.id).await.unwrap();
     assert_eq!(sessions.find("s7").await.unwrap(), None);
+
+    disabled_account_gets_no_session_contract(users, sessions).await;
 }
 
 /// Of many concurrent rotations of one token, exactly one rotates; the rest see the grace
 /// window, and the session ends with one current token.
 pub async fn concurrent_rotation_contract(users: Arc<dyn UserStore>, sessions: Arc<dyn SessionStore>) {
     let user = users.create(new_user("c@example.com", "concurrent")).await.unwrap();
-    sessions.create(new_session("cs", user.id, "t0", 100)).await.unwrap();
+    sessions
+        .create(new_session("cs", user.id, "t0", 100))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
     let mut tasks = Vec::new();
     for i in 0..20 {
         let sessions = Arc::clone(&sessions);
@@ -381,4 +452,228 @@ pub async fn key_store_contract(keys: &dyn KeyStore) {
     assert!(!keys.delete("a1").await.unwrap());
     assert_eq!(keys.list(KeyPurpose::Access).await.unwrap().len(), 2);
     assert_eq!(keys.list(KeyPurpose::Refresh).await.unwrap().len(), 1);
+}
+
+/// What [`seed_for_storage_faults`] wrote while the storage took writes.
+pub struct Seeded {
+    pub user: tessera_core::store::User,
+    pub session: String,
+    pub jti: String,
+}
+
+/// An account with a live session and an access key, written while the storage takes writes.
+pub async fn seed_for_storage_faults<S>(store: &S) -> Seeded
+where
+    S: UserStore + SessionStore + KeyStore,
+{
+    let user = UserStore::create(store, new_user("seed@example.com", "seed"))
+        .await
+        .unwrap();
+    SessionStore::create(store, new_session("seed-s", user.id, "seed-j", 100))
+        .await
+        .unwrap()
+        .expect("an enabled account gets its session");
+    assert!(
+        KeyStore::insert(
+            store,
+            stored_key("seed-k", KeyPurpose::Access, 1),
+            tessera_core::store::InsertCondition::Always
+        )
+        .await
+        .unwrap()
+    );
+    Seeded {
+        user,
+        session: "seed-s".into(),
+        jti: "seed-j".into(),
+    }
+}
+
+/// More than a few pages of data: a write carrying it must allocate pages, so it fails on a
+/// full database whatever room the pages already in use have left.
+pub fn bulky(tag: char) -> String {
+    std::iter::repeat_n(tag, 64 * 1024).collect()
+}
+
+fn assert_storage_fault<T: std::fmt::Debug>(result: Result<T, StoreError>, fault: StorageFault, what: &str) {
+    match result {
+        Err(StoreError::StorageUnavailable { fault: found, .. }) if found == fault => {}
+        other => panic!("{what}: expected StorageUnavailable({fault}), got {other:?}"),
+    }
+}
+
+/// A full database: every write that needs space is `StorageUnavailable(Full)` and leaves
+/// nothing behind; readiness (`ping`) then fails until a write commits again.
+pub async fn full_storage_contract<S>(store: &S, seeded: &Seeded)
+where
+    S: UserStore + SessionStore + KeyStore,
+{
+    use tessera_core::store::InsertCondition::Always;
+    let fault = StorageFault::Full;
+    let big = bulky('f');
+    let mut user = new_user("full@example.com", "full");
+    user.password_hash = big.clone();
+    assert_storage_fault(UserStore::create(store, user).await, fault, "users.create");
+    assert_eq!(
+        store.find_by_login("full@example.com").await.unwrap(),
+        None,
+        "no half-written account"
+    );
+
+    assert_storage_fault(
+        store.update_password_hash(seeded.user.id, &big).await,
+        fault,
+        "update_password_hash",
+    );
+    assert_eq!(
+        store.find_by_id(seeded.user.id).await.unwrap().unwrap().password_hash,
+        seeded.user.password_hash
+    );
+
+    let mut session = new_session("full-s", seeded.user.id, "full-j", 100);
+    session.user_agent = Some(big.clone());
+    assert_storage_fault(SessionStore::create(store, session).await, fault, "sessions.create");
+    assert_eq!(store.find("full-s").await.unwrap(), None, "no half-written session");
+
+    assert_storage_fault(
+        store
+            .rotate(rotation(&seeded.session, &seeded.jti, &big, 110, 10))
+            .await,
+        fault,
+        "rotate",
+    );
+    assert_storage_fault(
+        store
+            .rotate_for_refresh(
+                store,
+                seeded.user.id,
+                rotation(&seeded.session, &seeded.jti, &big, 110, 10),
+            )
+            .await,
+        fault,
+        "rotate_for_refresh",
+    );
+    let kept = store.find(&seeded.session).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.current_jti.as_str(), kept.previous_jti),
+        (seeded.jti.as_str(), None),
+        "not rotated"
+    );
+
+    let mut key = stored_key("full-k", KeyPurpose::Access, 5);
+    key.private_key = big.clone().into_bytes();
+    assert_storage_fault(KeyStore::insert(store, key, Always).await, fault, "keys.insert");
+    let kids: Vec<String> = KeyStore::list(store, KeyPurpose::Access)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, vec!["seed-k"], "no half-written key");
+
+    // Readiness: the store saw the failure, and its write probe cannot commit either.
+    assert_storage_fault(store.ping().await, fault, "ping while full");
+}
+
+/// Storage that takes no write at all (read-only): every write method is
+/// `StorageUnavailable(ReadOnly)` and changes nothing; reads still answer; `ping` fails.
+pub async fn read_only_storage_contract<S>(store: &S, seeded: &Seeded)
+where
+    S: UserStore + SessionStore + KeyStore,
+{
+    use tessera_core::store::InsertCondition::{Always, IfNone, IfNoneCreatedAfter};
+    let fault = StorageFault::ReadOnly;
+    let id = seeded.user.id;
+    assert_storage_fault(
+        UserStore::create(store, new_user("ro@example.com", "ro")).await,
+        fault,
+        "users.create",
+    );
+    assert_storage_fault(
+        store.update_password_hash(id, "$argon2id$x").await,
+        fault,
+        "update_password_hash",
+    );
+    assert_storage_fault(store.set_disabled(id, Some(7)).await, fault, "set_disabled");
+    assert_storage_fault(UserStore::delete(store, id).await, fault, "users.delete");
+    assert_storage_fault(
+        SessionStore::create(store, new_session("ro-s", id, "ro-j", 100)).await,
+        fault,
+        "sessions.create",
+    );
+    assert_storage_fault(
+        store
+            .rotate(rotation(&seeded.session, &seeded.jti, "ro-2", 110, 10))
+            .await,
+        fault,
+        "rotate",
+    );
+    assert_storage_fault(
+        store
+            .rotate_for_refresh(store, id, rotation(&seeded.session, &seeded.jti, "ro-2", 110, 10))
+            .await,
+        fault,
+        "rotate_for_refresh",
+    );
+    assert_storage_fault(store.revoke(id, &seeded.session, 120).await, fault, "revoke");
+    assert_storage_fault(store.revoke_all(id, 120).await, fault, "revoke_all");
+    for condition in [Always, IfNone, IfNoneCreatedAfter(0)] {
+        assert_storage_fault(
+            KeyStore::insert(store, stored_key("ro-k", KeyPurpose::Refresh, 5), condition).await,
+            fault,
+            "keys.insert",
+        );
+    }
+    assert_storage_fault(store.retire("seed-k", 9).await, fault, "keys.retire");
+    assert_storage_fault(KeyStore::delete(store, "seed-k").await, fault, "keys.delete");
+
+    // Nothing changed, and reads still answer.
+    assert_eq!(store.find_by_id(id).await.unwrap().as_ref(), Some(&seeded.user));
+    assert_eq!(store.find_by_login("ro@example.com").await.unwrap(), None);
+    let session = store.find(&seeded.session).await.unwrap().unwrap();
+    assert_eq!(
+        (session.current_jti.as_str(), session.revoked_at),
+        (seeded.jti.as_str(), None)
+    );
+    assert_eq!(store.find("ro-s").await.unwrap(), None);
+    let keys = KeyStore::list(store, KeyPurpose::Access).await.unwrap();
+    assert_eq!((keys.len(), keys[0].retired_at), (1, None));
+    assert!(KeyStore::list(store, KeyPurpose::Refresh).await.unwrap().is_empty());
+    assert_storage_fault(store.ping().await, fault, "ping while read-only");
+}
+
+/// Once the storage takes writes again (space freed, made writable), without reopening:
+/// readiness recovers and every kind of write goes through.
+pub async fn storage_recovery_contract<S>(store: &S, seeded: &Seeded)
+where
+    S: UserStore + SessionStore + KeyStore,
+{
+    store.ping().await.expect("ready again once writes commit");
+    let big = bulky('r');
+    let mut user = new_user("back@example.com", "back");
+    user.password_hash = big.clone();
+    let back = UserStore::create(store, user).await.unwrap();
+    assert_eq!(store.find_by_id(back.id).await.unwrap().unwrap().password_hash, big);
+    let RotationOutcome::Rotated(rotated) = store
+        .rotate(rotation(&seeded.session, &seeded.jti, "back-j", 130, 10))
+        .await
+        .unwrap()
+    else {
+        panic!("the current token rotates once writes work");
+    };
+    assert_eq!(rotated.current_jti, "back-j");
+    assert_eq!(
+        store.find(&seeded.session).await.unwrap().unwrap().current_jti,
+        "back-j"
+    );
+    assert!(
+        KeyStore::insert(
+            store,
+            stored_key("back-k", KeyPurpose::Refresh, 6),
+            tessera_core::store::InsertCondition::IfNone
+        )
+        .await
+        .unwrap()
+    );
+    assert!(store.revoke(seeded.user.id, &seeded.session, 140).await.unwrap());
 }

@@ -272,3 +272,107 @@ async fn postgres_rejects_unsafe_schema_names() {
         assert!(matches!(result, Err(StoreError::Internal(_))), "{schema:?}");
     }
 }
+
+fn set_read_only(on: bool) -> &'static str {
+    if on {
+        "SET default_transaction_read_only = on"
+    } else {
+        "SET default_transaction_read_only = off"
+    }
+}
+
+/// PostgreSQL that refuses writes (`default_transaction_read_only`, as on a read-only replica or
+/// a server out of disk put read-only by its operator): every write is
+/// `StorageUnavailable(ReadOnly)` and changes nothing; back to writable, without reconnecting,
+/// readiness and writes recover.
+#[tokio::test]
+async fn postgres_read_only_database_refuses_every_write_and_recovers() {
+    let Some(db) = TestDb::new().await else { return };
+    // The setting is per connection: the hook gives it to any connection the pool opens later
+    // (the store closes a connection whose transaction failed).
+    let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook = Arc::clone(&read_only);
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let sql = set_read_only(hook.load(std::sync::atomic::Ordering::SeqCst));
+            Box::pin(async move {
+                sqlx::query(sql).execute(conn).await?;
+                Ok(())
+            })
+        });
+    let store = PgStore::connect_with_schema_and(&db.url, &db.schema, one)
+        .await
+        .unwrap();
+    let seeded = contract::seed_for_storage_faults(&store).await;
+    read_only.store(true, std::sync::atomic::Ordering::SeqCst);
+    sqlx::query(set_read_only(true)).execute(store.pool()).await.unwrap();
+    contract::read_only_storage_contract(&store, &seeded).await;
+    assert!(store.storage_failing());
+    read_only.store(false, std::sync::atomic::Ordering::SeqCst);
+    sqlx::query(set_read_only(false)).execute(store.pool()).await.unwrap();
+    contract::storage_recovery_contract(&store, &seeded).await;
+    assert!(!store.storage_failing());
+    store.close().await;
+}
+
+/// Issue 13 finding 9 on PostgreSQL, where the check and the insert could otherwise see an
+/// account that a concurrent, not yet committed `users disable` is disabling: the session
+/// insert waits for that transaction (its share lock conflicts with the update) and then finds
+/// the account disabled. Without the lock it would insert a session for a disabled account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_session_insert_waits_for_a_concurrent_disable_and_inserts_nothing() {
+    use tessera_core::store::{NewSession, SessionStore};
+    let Some(db) = TestDb::new().await else { return };
+    let new_user = NewUser {
+        email: "race@example.com".into(),
+        username: "race".into(),
+        password_hash: "h".into(),
+        created_at: 1,
+    };
+    let user = UserStore::create(db.store.as_ref(), new_user).await.unwrap();
+    // The operator's disable, held open in a transaction of its own.
+    let mut operator = PgConnection::connect(&db.url).await.unwrap();
+    let search_path = format!("SET search_path TO \"{}\"", db.schema);
+    sqlx::query(sqlx::AssertSqlSafe(search_path))
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut operator).await.unwrap();
+    sqlx::query("UPDATE users SET disabled_at = 5 WHERE id = $1")
+        .bind(user.id)
+        .execute(&mut operator)
+        .await
+        .unwrap();
+
+    let store = db.store.clone();
+    let login = tokio::spawn(async move {
+        SessionStore::create(
+            store.as_ref(),
+            NewSession {
+                id: "race-s".into(),
+                user_id: user.id,
+                refresh_jti: "race-j".into(),
+                now: 10,
+                expires_at: 1_000,
+                ip_address: None,
+                user_agent: None,
+            },
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !login.is_finished(),
+        "the insert must wait for the disable to commit or roll back"
+    );
+    sqlx::query("COMMIT").execute(&mut operator).await.unwrap();
+    let created = tokio::time::timeout(Duration::from_secs(10), login)
+        .await
+        .expect("the insert goes on once the disable committed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(created, None, "no session for an account disabled meanwhile");
+    assert_eq!(db.store.find("race-s").await.unwrap(), None);
+    operator.close().await.unwrap();
+}

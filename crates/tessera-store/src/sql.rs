@@ -1,0 +1,735 @@
+//! The one SQL store: users, sessions and keys on SQLite or PostgreSQL, each statement written
+//! once.
+//!
+//! [`SqlStore<D>`] is generic over a [`Dialect`], which names the few things the two databases
+//! really do differently (the sqlx driver, how a unique violation names its field, how a key
+//! insert excludes concurrent inserters, byte-order collation, row locking, pool sizing and the
+//! migrations). Every statement uses PostgreSQL's `$N` placeholders, which sqlx's SQLite driver
+//! binds too; `crate::sqlite` and `crate::postgres` hold the dialects and the constructors.
+//!
+//! # Nothing acknowledged is lost
+//!
+//! A write returns `Ok` only once it is committed. sqlx's SQLite driver stops stepping a
+//! statement after the first row when asked for one row (`fetch_one`/`fetch_optional`), and the
+//! autocommit of `INSERT/UPDATE ... RETURNING` happens on the step after the last row: the row
+//! came back while a failed commit (disk full) was silently dropped (sqlx issue #2099). So every
+//! `RETURNING` write here runs to completion with `fetch_all` (on PostgreSQL, where the driver
+//! reads every response anyway, this costs nothing), statements without rows use `execute`
+//! (which also runs to completion), and multi-statement writes are transactions that end in an
+//! explicit `commit`; a transaction that fails closes its connection instead of returning it to
+//! the pool (after SQLITE_FULL or an I/O error SQLite may already have rolled the transaction
+//! back, sqlx's own ROLLBACK then fails, and the connection would stay convinced it is inside a
+//! transaction, refusing every later `BEGIN IMMEDIATE`). Storage that cannot take writes (disk full, read-only, I/O error) is
+//! [`StoreError::StorageUnavailable`]; the store remembers that it saw one, and [`UserStore::ping`]
+//! (readiness) then proves with a small write probe that writes work again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use sqlx::error::DatabaseError;
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
+use sqlx::pool::PoolOptions;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use tessera_core::Algorithm;
+use tessera_core::keys::KeyState;
+use tessera_core::store::{
+    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, Session,
+    SessionStore, StoreError, StoredKey, User, UserStore, check_account_then_rotate,
+};
+
+use crate::store_error;
+
+/// What differs between the SQL databases; everything else in [`SqlStore`] is shared.
+pub trait Dialect: Send + Sync + 'static {
+    /// The sqlx driver.
+    type Db: Database;
+
+    /// A collation that orders text by bytes (ids in `ORDER BY`), so both backends list in the
+    /// same order: SQLite's default `BINARY`, PostgreSQL's `"C"` (its default follows the locale).
+    const BYTE_ORDER: &'static str;
+
+    /// Appended to the account check of a session insert. PostgreSQL needs `FOR SHARE` so that
+    /// a concurrent `users disable` (which updates the row) waits for the insert or the insert
+    /// waits for it and then sees the account disabled; SQLite runs one writer at a time, so
+    /// the check and the insert are already atomic with respect to the disable.
+    const ACCOUNT_SHARE_LOCK: &'static str;
+
+    /// How a key insert starts its transaction: SQLite's `BEGIN IMMEDIATE` takes the write lock
+    /// before the check, so two processes cannot both pass it.
+    const KEY_INSERT_BEGIN: &'static str;
+
+    /// A statement run first inside the key-insert transaction, if any: PostgreSQL locks the
+    /// table (SHARE ROW EXCLUSIVE conflicts with itself and every writer), so concurrent
+    /// inserters take turns and each one's check sees what the previous one committed.
+    const KEY_INSERT_LOCK: Option<&'static str>;
+
+    /// The field (`email`, `username`) a unique violation on `users` concerns, if it is one of
+    /// them.
+    fn conflict_field(error: &dyn DatabaseError) -> Option<&'static str>;
+
+    /// Pool sizing and timeouts.
+    fn pool_options() -> PoolOptions<Self::Db>;
+
+    /// The embedded migrations of this backend (`migrations/<backend>`).
+    fn migrator() -> &'static Migrator;
+}
+
+/// Bytes the readiness write probe inserts: more than a page (4 KiB on SQLite), so the probe
+/// has to allocate pages and fails whenever a write that needs space would.
+const PROBE_BYTES: usize = 8 * 1024;
+
+/// Users, sessions and keys in one SQL database. See the module documentation.
+pub struct SqlStore<D: Dialect> {
+    pool: Pool<D::Db>,
+    /// Set when a write found the storage unable to take it; cleared by the next write or
+    /// readiness probe that commits.
+    storage_failing: Arc<AtomicBool>,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> SqlStore<D> {
+        SqlStore {
+            pool: self.pool.clone(),
+            storage_failing: Arc::clone(&self.storage_failing),
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("db", &<D::Db as Database>::NAME)
+            .field("storage_failing", &self.storage_failing.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    <D::Db as Database>::Connection: Migrate,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+{
+    /// A store on `pool`, after applying the pending migrations (the pool is closed if they
+    /// fail). The backends' constructors end here; tests pass a pool of their own making (one
+    /// connection, say, to set per-connection pragmas on it).
+    pub async fn with_pool(pool: Pool<D::Db>) -> Result<SqlStore<D>, StoreError> {
+        // On PostgreSQL the migrator holds an advisory lock while it runs, so instances
+        // starting together apply each migration once.
+        if let Err(error) = D::migrator().run(&pool).await {
+            pool.close().await;
+            return Err(migrate_error(error));
+        }
+        Ok(SqlStore {
+            pool,
+            storage_failing: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Connects with the dialect's pool options (sizing, acquire timeout) and migrates.
+    pub(crate) async fn connect_with(
+        options: <<D::Db as Database>::Connection as sqlx::Connection>::Options,
+    ) -> Result<SqlStore<D>, StoreError>
+    where
+        <D::Db as Database>::Connection: Migrate,
+        for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    {
+        let pool = D::pool_options().connect_with(options).await.map_err(store_error)?;
+        SqlStore::with_pool(pool).await
+    }
+
+    /// The connection pool (operator tooling and tests).
+    pub fn pool(&self) -> &Pool<D::Db> {
+        &self.pool
+    }
+
+    /// Closes the pool (graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether a write found the storage unable to take writes and none has committed since.
+    pub fn storage_failing(&self) -> bool {
+        self.storage_failing.load(Ordering::Relaxed)
+    }
+
+    /// Notes what a write's outcome says about the storage, and passes it on.
+    fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => {
+                if self.storage_failing.load(Ordering::Relaxed) {
+                    self.storage_failing.store(false, Ordering::Relaxed);
+                }
+            }
+            Err(StoreError::StorageUnavailable { .. }) => self.storage_failing.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+/// A migration that failed for want of a connection is `Unavailable` (retry later), one the
+/// storage refused is `StorageUnavailable`; any other failure (bad checksum, broken SQL) is
+/// `Internal`.
+fn migrate_error(error: MigrateError) -> StoreError {
+    match &error {
+        MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => match store_error_ref(inner) {
+            Some(mapped) => mapped,
+            None => StoreError::Internal(format!("migration failed: {error}")),
+        },
+        _ => StoreError::Internal(format!("migration failed: {error}")),
+    }
+}
+
+/// [`store_error`] for the kinds a caller may retry, `None` for the rest.
+fn store_error_ref(error: &sqlx::Error) -> Option<StoreError> {
+    if let Some(fault) = crate::storage_fault(error) {
+        return Some(StoreError::StorageUnavailable {
+            fault,
+            detail: format!("migration failed: {error}"),
+        });
+    }
+    crate::is_unavailable(error).then(|| StoreError::Unavailable(format!("migration failed: {error}")))
+}
+
+/// Maps a unique violation on `users` to the field it concerns.
+fn user_write_error<D: Dialect>(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+        && let Some(field) = D::conflict_field(db.as_ref())
+    {
+        return StoreError::Conflict(field);
+    }
+    store_error(error)
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: i64,
+    email: String,
+    username: String,
+    password_hash: String,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
+            id: row.id,
+            email: row.email,
+            username: row.username,
+            password_hash: row.password_hash,
+            created_at: row.created_at,
+            disabled_at: row.disabled_at,
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, username, password_hash, created_at, disabled_at";
+
+/// A session row and its account's username (the one-statement refresh).
+#[derive(FromRow)]
+struct RotatedRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    username: String,
+}
+
+#[derive(FromRow)]
+struct SessionRow {
+    id: String,
+    user_id: i64,
+    current_jti: String,
+    previous_jti: Option<String>,
+    refresh_issued_at: i64,
+    rotated_at: i64,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(row: SessionRow) -> Session {
+        Session {
+            id: row.id,
+            user_id: row.user_id,
+            current_jti: row.current_jti,
+            previous_jti: row.previous_jti,
+            refresh_issued_at: row.refresh_issued_at,
+            rotated_at: row.rotated_at,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            ip_address: row.ip_address,
+            user_agent: row.user_agent,
+        }
+    }
+}
+
+const SESSION_COLUMNS: &str = "id, user_id, current_jti, previous_jti, refresh_issued_at, rotated_at, created_at, \
+                               last_used_at, expires_at, revoked_at, ip_address, user_agent";
+
+#[derive(FromRow)]
+struct KeyRow {
+    kid: String,
+    purpose: String,
+    alg: String,
+    state: String,
+    created_at: i64,
+    deactivated_at: Option<i64>,
+    activates_at: Option<i64>,
+    retired_at: Option<i64>,
+    private_key: Vec<u8>,
+}
+
+impl TryFrom<KeyRow> for StoredKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<StoredKey, StoreError> {
+        let corrupt = |what: &str| StoreError::Internal(format!("key {}: bad {what}", row.kid));
+        Ok(StoredKey {
+            purpose: KeyPurpose::from_name(&row.purpose).ok_or_else(|| corrupt("purpose"))?,
+            alg: Algorithm::from_name(&row.alg).ok_or_else(|| corrupt("alg"))?,
+            state: KeyState::from_name(&row.state).ok_or_else(|| corrupt("state"))?,
+            created_at: row.created_at,
+            deactivated_at: row.deactivated_at,
+            activates_at: row.activates_at.unwrap_or(row.created_at),
+            retired_at: row.retired_at,
+            private_key: row.private_key,
+            kid: row.kid,
+        })
+    }
+}
+
+/// The first row of a statement that was run to completion (see the module documentation).
+fn first<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
+// The bounds every statement below needs from the driver: executing on the pool and on a
+// connection, and encoding/decoding the handful of value types the schema uses. Rust does not
+// carry them from a trait's where-clause to its users, so each impl block states them.
+#[async_trait]
+impl<D: Dialect> UserStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        if !self.storage_failing() {
+            return Ok(());
+        }
+        // A write failed for want of storage: ready again only once a write that needs space
+        // commits. The probe leaves nothing behind.
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let probe = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query("INSERT INTO health (probe) VALUES ($1)")
+                .bind(&[0x5a_u8; PROBE_BYTES][..])
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM health").execute(&mut *tx).await?;
+            tx.commit().await
+        };
+        let probed = probe.await;
+        if probed.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(probed.map_err(store_error))
+    }
+
+    async fn create(&self, user: NewUser) -> Result<User, StoreError> {
+        let sql = format!(
+            "INSERT INTO users (email, email_normalized, username, username_normalized, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
+        );
+        let (email_normalized, username_normalized) = (user.email.to_lowercase(), user.username.to_lowercase());
+        let rows = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(user.email.as_str())
+            .bind(email_normalized.as_str())
+            .bind(user.username.as_str())
+            .bind(username_normalized.as_str())
+            .bind(user.password_hash.as_str())
+            .bind(user.created_at)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(user_write_error::<D>);
+        let row = self.wrote(rows)?;
+        first(row)
+            .map(User::from)
+            .ok_or_else(|| StoreError::Internal("INSERT ... RETURNING returned no row".into()))
+    }
+
+    async fn find_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(User::from))
+            .map_err(store_error)
+    }
+
+    async fn find_by_login(&self, login: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_normalized = $1 OR username_normalized = $1");
+        let normalized = login.to_lowercase();
+        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(normalized.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(User::from))
+            .map_err(store_error)
+    }
+
+    async fn update_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(done).map(|_| ())
+    }
+
+    async fn set_disabled(&self, id: i64, disabled_at: Option<i64>) -> Result<bool, StoreError> {
+        let changed = sqlx::query_scalar::<_, i64>("UPDATE users SET disabled_at = $1 WHERE id = $2 RETURNING id")
+            .bind(disabled_at)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(changed).map(|ids| !ids.is_empty())
+    }
+
+    async fn list(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
+        // SQLite reads a negative LIMIT as "no limit" and a negative OFFSET as 0; PostgreSQL
+        // rejects both: clamp here, so one statement serves both.
+        let limit = if limit < 0 { i64::MAX } else { limit };
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2");
+        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(offset.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(User::from).collect())
+            .map_err(store_error)
+    }
+
+    async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = sqlx::query_scalar::<_, i64>("DELETE FROM users WHERE id = $1 RETURNING id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(deleted).map(|ids| !ids.is_empty())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> SessionStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn create(&self, session: NewSession) -> Result<Option<Session>, StoreError> {
+        // Conditional on the account being enabled in the same statement: a login that passed
+        // the disabled check just before `users disable` cannot create its session after the
+        // disable revoked the account's sessions (see `Dialect::ACCOUNT_SHARE_LOCK`).
+        let sql = format!(
+            "INSERT INTO sessions (id, user_id, current_jti, refresh_issued_at, rotated_at, created_at, last_used_at, \
+             expires_at, ip_address, user_agent) \
+             SELECT $1, $2, $3, $4, $4, $4, $4, $5, $6, $7 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE users.id = $2 AND users.disabled_at IS NULL{}) \
+             RETURNING {SESSION_COLUMNS}",
+            D::ACCOUNT_SHARE_LOCK
+        );
+        let rows = sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(session.id.as_str())
+            .bind(session.user_id)
+            .bind(session.refresh_jti.as_str())
+            .bind(session.now)
+            .bind(session.expires_at)
+            .bind(session.ip_address.as_deref())
+            .bind(session.user_agent.as_deref())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(rows).map(|rows| first(rows).map(Session::from))
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(Session::from))
+            .map_err(store_error)
+    }
+
+    async fn rotate(&self, rotation: Rotation<'_>) -> Result<RotationOutcome, StoreError> {
+        // One conditional UPDATE: of any number of concurrent rotations of the same token,
+        // exactly one matches `current_jti = presented`. (SQLite runs one writer at a time;
+        // under PostgreSQL's READ COMMITTED the losers block on the winner's row lock, then
+        // re-check the WHERE against the new row and match nothing.)
+        let sql = format!(
+            "UPDATE sessions SET previous_jti = current_jti, current_jti = $1, refresh_issued_at = $2, rotated_at = $2, \
+             last_used_at = $2, expires_at = $3 \
+             WHERE id = $4 AND current_jti = $5 AND revoked_at IS NULL AND expires_at > $2 RETURNING {SESSION_COLUMNS}"
+        );
+        let rotated = sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(rotation.new_jti)
+            .bind(rotation.now)
+            .bind(rotation.new_expires_at)
+            .bind(rotation.session_id)
+            .bind(rotation.presented_jti)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        if let Some(row) = first(self.wrote(rotated)?) {
+            return Ok(RotationOutcome::Rotated(row.into()));
+        }
+        let Some(session) = SessionStore::find(self, rotation.session_id).await? else {
+            return Ok(RotationOutcome::Invalid);
+        };
+        if session.revoked_at.is_some() || session.expires_at <= rotation.now {
+            return Ok(RotationOutcome::Invalid);
+        }
+        // Half-open: exactly `grace_secs` after the rotation the window is over.
+        let is_just_replaced = session.previous_jti.as_deref() == Some(rotation.presented_jti)
+            && rotation.now - session.rotated_at < rotation.grace_secs;
+        if is_just_replaced {
+            return Ok(RotationOutcome::WithinGrace(session));
+        }
+        // A spent token came back: whoever holds it, the family is compromised.
+        let revoked = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(rotation.now)
+            .bind(rotation.session_id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(revoked)?;
+        Ok(RotationOutcome::ReuseDetected(Session {
+            revoked_at: Some(rotation.now),
+            ..session
+        }))
+    }
+
+    async fn rotate_for_refresh(
+        &self,
+        users: &dyn UserStore,
+        user_id: i64,
+        rotation: Rotation<'_>,
+    ) -> Result<RefreshRotation, StoreError> {
+        // The common case in one statement: a current token of a live session of an active
+        // account. Anything else (a concurrent or spent token, a disabled account) takes the
+        // two-step path, which sorts out which it is. Run to completion (`fetch_all`), so the
+        // rotation is committed before the new token goes out.
+        let sql = format!(
+            "UPDATE sessions SET previous_jti = current_jti, current_jti = $1, refresh_issued_at = $2, rotated_at = $2, \
+             last_used_at = $2, expires_at = $3 \
+             WHERE id = $4 AND current_jti = $5 AND revoked_at IS NULL AND expires_at > $2 AND user_id = $6 \
+             AND EXISTS (SELECT 1 FROM users WHERE users.id = $6 AND users.disabled_at IS NULL) \
+             RETURNING {SESSION_COLUMNS}, (SELECT username FROM users WHERE users.id = $6) AS username"
+        );
+        let rotated = sqlx::query_as::<_, RotatedRow>(sqlx::AssertSqlSafe(sql))
+            .bind(rotation.new_jti)
+            .bind(rotation.now)
+            .bind(rotation.new_expires_at)
+            .bind(rotation.session_id)
+            .bind(rotation.presented_jti)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        match first(self.wrote(rotated)?) {
+            Some(row) => Ok(RefreshRotation::Attempted {
+                username: row.username,
+                outcome: RotationOutcome::Rotated(row.session.into()),
+            }),
+            None => check_account_then_rotate(self, users, user_id, rotation).await,
+        }
+    }
+
+    async fn list_active(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id COLLATE {}",
+            D::BYTE_ORDER
+        );
+        sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(Session::from).collect())
+            .map_err(store_error)
+    }
+
+    async fn revoke(&self, user_id: i64, id: &str, now: i64) -> Result<bool, StoreError> {
+        let revoked = sqlx::query_scalar::<_, String>(
+            "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(revoked).map(|ids| !ids.is_empty())
+    }
+
+    async fn revoke_all(&self, user_id: i64, now: i64) -> Result<Vec<String>, StoreError> {
+        let revoked = sqlx::query_scalar::<_, String>(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1 RETURNING id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(revoked)
+    }
+
+    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as::<_, (String, i64)>("SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn count_active(&self, now: i64) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> KeyStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn list(&self, purpose: KeyPurpose) -> Result<Vec<StoredKey>, StoreError> {
+        let sql = format!(
+            "SELECT kid, purpose, alg, state, created_at, deactivated_at, activates_at, retired_at, private_key \
+             FROM signing_keys WHERE purpose = $1 ORDER BY created_at, kid COLLATE {}",
+            D::BYTE_ORDER
+        );
+        sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(purpose.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(StoredKey::try_from)
+            .collect()
+    }
+
+    async fn insert(&self, key: StoredKey, condition: InsertCondition) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let inserted = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, D::KEY_INSERT_BEGIN).await?;
+            if let Some(lock) = D::KEY_INSERT_LOCK {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let blocking: i64 = match condition {
+                InsertCondition::Always => 0,
+                InsertCondition::IfNone => {
+                    sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE purpose = $1")
+                        .bind(key.purpose.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+                InsertCondition::IfNoneCreatedAfter(cutoff) => {
+                    sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE purpose = $1 AND created_at > $2")
+                        .bind(key.purpose.as_str())
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            if blocking > 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, purpose, alg, state, created_at, deactivated_at, activates_at, \
+                 retired_at, private_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(key.kid.as_str())
+            .bind(key.purpose.as_str())
+            .bind(key.alg.as_str())
+            .bind(key.state.as_str())
+            .bind(key.created_at)
+            .bind(key.deactivated_at)
+            .bind(key.activates_at)
+            .bind(key.retired_at)
+            .bind(key.private_key.as_slice())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        };
+        let inserted = inserted.await;
+        if inserted.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(inserted.map_err(store_error))
+    }
+
+    async fn retire(&self, kid: &str, at: i64) -> Result<bool, StoreError> {
+        let retired =
+            sqlx::query_scalar::<_, String>("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 RETURNING kid")
+                .bind(at)
+                .bind(kid)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error);
+        self.wrote(retired).map(|kids| !kids.is_empty())
+    }
+
+    async fn delete(&self, kid: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query_scalar::<_, String>("DELETE FROM signing_keys WHERE kid = $1 RETURNING kid")
+            .bind(kid)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(deleted).map(|kids| !kids.is_empty())
+    }
+}
