@@ -19,6 +19,7 @@
 //! - [`token_cache`]: the in-process cache of verified claims (S8).
 //! - [`metrics`]: the Prometheus registry of this instance (S10).
 //! - [`telemetry`]: logging set-up (S6).
+//! - [`serve`]: the accept loop: connection cap, timeouts, lingering close (issue 13).
 //! - [`cli`]: `tessera serve`, `config check`, `keys`, `users`, `migrate`.
 
 pub mod accounts;
@@ -37,12 +38,12 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod revocation;
 pub mod secrets;
+pub mod serve;
 pub mod state;
 pub mod telemetry;
 pub mod token_cache;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,7 @@ use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 use crate::revocation::Revocations;
+pub use crate::serve::ConnectionLimits;
 use crate::state::{AppState, Inner};
 use crate::token_cache::{RedisTokenCache, TokenCache};
 
@@ -198,15 +200,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `app` on `listener` with the connection `limits` (see [`serve::serve`]) until
+/// `shutdown` completes, then stops accepting and drains in-flight requests.
 pub async fn serve(
     app: App,
     listener: TcpListener,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
+    serve::serve(app.router, listener, limits, shutdown)
         .await
         .context("server error")
 }

@@ -48,6 +48,8 @@ fn main() -> ExitCode {
 async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let bind = config.bind;
+    // Every connection is a file descriptor: take what the hard limit allows (logged).
+    tessera_server::serve::raise_open_file_limit();
     let app = tessera_server::build(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -81,5 +83,11 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
         keys = app.state.keys.source,
         "tessera listening on http://{address}"
     );
-    tessera_server::serve(app, listener, tessera_server::shutdown_signal()).await
+    tessera_server::serve(
+        app,
+        listener,
+        tessera_server::ConnectionLimits::default(),
+        tessera_server::shutdown_signal(),
+    )
+    .await
 }

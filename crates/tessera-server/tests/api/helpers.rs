@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tessera_server::ConnectionLimits;
 use tessera_server::config::Config;
 use tessera_server::state::AppState;
 use tokio::net::TcpListener;
@@ -106,6 +107,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts an app with exactly `config` on the data directory `dir` (see [`TestApp::stop`]: a
 /// restart with a changed configuration).
 pub async fn start(dir: TempDir, config: Config) -> TestApp {
+    start_with_limits(dir, config, ConnectionLimits::default()).await
+}
+
+/// [`start`] with connection limits other than the defaults (short timeouts, a small cap).
+pub async fn start_with_limits(dir: TempDir, config: Config, limits: ConnectionLimits) -> TestApp {
     init_logs(&config);
     let app = tessera_server::build(config.clone()).await.expect("the app builds");
     let state = app.state.clone();
@@ -113,7 +119,7 @@ pub async fn start(dir: TempDir, config: Config) -> TestApp {
     let address = format!("http://{}", listener.local_addr().expect("local address"));
     let (shutdown, signal) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        tessera_server::serve(app, listener, async {
+        tessera_server::serve(app, listener, limits, async {
             let _ = signal.await;
         })
         .await

@@ -8,6 +8,7 @@ mod agent;
 mod aws;
 mod cli_users;
 mod config_cli;
+mod connections;
 mod cookies;
 mod csrf;
 mod demo;
