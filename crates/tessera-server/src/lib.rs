@@ -54,6 +54,7 @@ use tessera_core::jwt::Validation;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
 
 use tessera_core::store::{KeyStore, RateLimiter, SessionStore, UserStore};
+use tessera_store::breaker;
 use tessera_store::memory::MemoryRateLimiter;
 use tessera_store::postgres::PgStore;
 use tessera_store::redis::RedisRateLimiter;
@@ -86,19 +87,21 @@ struct Stores {
     keys: Arc<dyn KeyStore>,
 }
 
+/// How often the breaker's probe pings a database found unavailable (see
+/// [`tessera_store::breaker`]).
+pub const DATABASE_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Opens the stores of `database`, each behind the same circuit breaker: once a call finds the
+/// database unavailable, calls fail at once (503) until a background ping succeeds.
 async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
-    Ok(match database {
+    let (users, sessions, keys): (Arc<dyn UserStore>, Arc<dyn SessionStore>, Arc<dyn KeyStore>) = match database {
         Database::Sqlite(path) => {
             let store = Arc::new(
                 SqliteStore::open(path)
                     .await
                     .with_context(|| format!("could not open the database at {}", path.display()))?,
             );
-            Stores {
-                users: store.clone(),
-                sessions: store.clone(),
-                keys: store,
-            }
+            (store.clone(), store.clone(), store)
         }
         Database::Postgres(url) => {
             let store = Arc::new(
@@ -106,12 +109,14 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
                     .await
                     .with_context(|| format!("could not connect to DATABASE_URL {database}"))?,
             );
-            Stores {
-                users: store.clone(),
-                sessions: store.clone(),
-                keys: store,
-            }
+            (store.clone(), store.clone(), store)
         }
+    };
+    let guarded = breaker::guard(users, sessions, keys, DATABASE_PROBE_INTERVAL);
+    Ok(Stores {
+        users: guarded.users,
+        sessions: guarded.sessions,
+        keys: guarded.keys,
     })
 }
 
