@@ -65,7 +65,10 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
             let metrics_address = metrics_listener.local_addr()?;
             let router = tessera_server::http::metrics_router(app.state.clone());
             tokio::spawn(async move {
-                if let Err(error) = axum::serve(metrics_listener, router).await {
+                // The same connection bounds as the main listener; it lives as long as the process.
+                let limits = tessera_server::ConnectionLimits::default();
+                let forever = std::future::pending::<()>();
+                if let Err(error) = tessera_server::serve::serve(router, metrics_listener, limits, forever).await {
                     tracing::error!(event = "metrics_listener_failed", %error, "metrics listener stopped");
                 }
             });

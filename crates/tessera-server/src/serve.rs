@@ -24,9 +24,12 @@
 //! - **Lingering close.** When hyper answers before reading the whole request body (a 413, or any
 //!   early error), it stops reading; closing a socket with unread input makes the kernel send a
 //!   reset, and a client still writing its body then gets a broken pipe instead of the answer.
-//!   So a closed connection's socket is half-closed (FIN after the response) and the rest of
-//!   the input is read and discarded, up to [`LINGER_MAX_BYTES`] and [`LINGER_MAX_TIME`], until
-//!   the client closes its side or stops sending for [`LINGER_QUIET`] (RFC 9112 section 9.6).
+//!   So when a connection that answered at least one request closes, its socket is half-closed
+//!   (FIN after the response) and the rest of the input is read and discarded, up to
+//!   [`LINGER_MAX_BYTES`] and [`LINGER_MAX_TIME`], until the client closes its side or stops
+//!   sending for [`LINGER_QUIET`] (RFC 9112 section 9.6). The connection keeps its permit
+//!   meanwhile, so lingering sockets count against the cap. A connection that never got a
+//!   request through (a slowloris cut by the header timeout) is closed at once.
 //! - **Graceful shutdown.** When the shutdown future completes, the listener stops accepting,
 //!   every connection is asked to finish its in-flight requests and close, and [`serve`]
 //!   returns once all have (as `axum::serve(...).with_graceful_shutdown` did).
@@ -40,7 +43,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -282,6 +285,8 @@ struct Activity {
     started: Instant,
     last_millis: AtomicU64,
     in_flight: AtomicUsize,
+    /// Whether any request reached the router (only then can an answer be lost to a reset).
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -290,6 +295,7 @@ impl Activity {
             started: Instant::now(),
             last_millis: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -318,6 +324,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Release);
         InFlight(activity)
     }
 }
@@ -448,6 +455,11 @@ impl Drop for Lingering {
         let (Some(stream), permit) = (self.stream.take(), self.permit.take()) else {
             return;
         };
+        // No request ever reached the router (a slowloris cut by the header timeout, a
+        // malformed head): there is no answer to protect, close at once.
+        if !self.activity.served.load(Ordering::Acquire) {
+            return;
+        }
         // Dropped outside a runtime (process exit): just close.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
