@@ -348,3 +348,48 @@ async fn a_client_that_writes_a_whole_oversized_body_before_reading_gets_the_413
         assert!(failures.is_empty(), "{size} bytes: {failures:?}");
     }
 }
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit_at_start_and_logged() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    // A soft limit of 256, as in the reproduction; the hard limit stays the machine's.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -S -n 256 && exec "$0" serve"#)
+        .arg(env!("CARGO_BIN_EXE_tessera"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .env("DATA_DIR", dir.path())
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("COOKIE_SECURE", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tessera serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut limit_line = None;
+    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if value["event"] == "open_file_limit" {
+            limit_line = Some(value.clone());
+        }
+        if value["event"] == "startup" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limit_line.expect("an open_file_limit line before the startup line");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["soft_before"].as_u64(), Some(256), "{line}");
+    let hard = line["hard"].as_u64().expect("hard limit");
+    let soft = line["soft"].as_u64().expect("soft limit");
+    assert!(soft > 256, "{line}");
+    assert_eq!(soft, hard, "{line}");
+}

@@ -309,7 +309,10 @@ async fn redis_stopped_and_restarted_under_load_degrades_and_recovers() {
     let Some(mut redis) = tokio::task::spawn_blocking(ThrowawayRedis::start).await.unwrap() else {
         return;
     };
-    let app = spawn_with_config(config(&[("REDIS_URL", &redis.url())])).await;
+    // SQLite in a directory of this test's own (the configuration's default DATA_DIR is ./data).
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let app = spawn_with_config(config(&[("REDIS_URL", &redis.url()), ("DATA_DIR", &data_dir)])).await;
     let (code, body) = readyz(&app).await;
     assert_eq!((code, &body["redis"]), (StatusCode::OK, &json!("up")), "{body}");
     let users = sessions(&app, 4).await;
@@ -346,6 +349,8 @@ async fn redis_stopped_and_restarted_under_load_degrades_and_recovers() {
     let (user, _) = app.new_session().await;
     let again = read_login(app.login(&user.email, PASSWORD).await).await;
     assert!(!again.access.is_empty());
+    drop(app);
+    drop(data);
     drop(redis);
 }
 
