@@ -85,6 +85,8 @@ impl Default for ConnectionLimits {
 /// At most this many refusals (the 503 beyond the cap) are written at once; past that, a
 /// connection over the cap is closed without an answer.
 pub const MAX_REFUSING: usize = 64;
+/// At most one `connection_refused` log line per this interval (it counts the refusals).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long writing a refusal may take.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Lingering close: at most this many bytes of unread input are discarded.
@@ -133,7 +135,13 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    // `acquire_many` (the drain at shutdown) counts in u32.
+    let max_connections = limits.max_connections.clamp(
+        1,
+        usize::try_from(u32::MAX)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS),
+    );
     let permits = Arc::new(Semaphore::new(max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut builder = Builder::new(TokioExecutor::new());
@@ -150,6 +158,8 @@ pub async fn serve(
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
     let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_refusal_log: Option<Instant> = None;
+    let mut refused_since_log = 0u64;
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -177,7 +187,21 @@ pub async fn serve(
                 };
                 tokio::spawn(connection.run(stream, permit));
             }
-            Err(_) => refuse(stream, peer, &refusals),
+            Err(_) => {
+                refused_since_log += 1;
+                if last_refusal_log.is_none_or(|at: Instant| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    tracing::warn!(
+                        event = "connection_refused",
+                        %peer,
+                        refused = refused_since_log,
+                        max_connections,
+                        "connection limit reached: {refused_since_log} connection(s) refused"
+                    );
+                    last_refusal_log = Some(Instant::now());
+                    refused_since_log = 0;
+                }
+                refuse(stream, &refusals);
+            }
         }
     }
 
@@ -192,8 +216,7 @@ pub async fn serve(
 
 /// Answers a connection over the cap with a minimal 503 and closes it, or closes it at once
 /// when [`MAX_REFUSING`] refusals are already being written.
-fn refuse(stream: TcpStream, peer: SocketAddr, refusals: &Arc<Semaphore>) {
-    tracing::warn!(event = "connection_refused", %peer, "connection limit reached: connection refused");
+fn refuse(stream: TcpStream, refusals: &Arc<Semaphore>) {
     let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
         return;
     };

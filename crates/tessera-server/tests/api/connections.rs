@@ -393,3 +393,29 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start_and_logged() {
     assert!(soft > 256, "{line}");
     assert_eq!(soft, hard, "{line}");
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served_with_the_client_address() {
+    let app = spawn_with_limits(ConnectionLimits::default()).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    // Two requests on one HTTP/2 connection; /register needs the client address (its rate
+    // limit is per IP), so ConnectInfo reaches the router over HTTP/2 too.
+    for _ in 0..2 {
+        let response = client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let n = crate::helpers::unique();
+    let response = client
+        .post(app.url("/register"))
+        .json(&serde_json::json!({
+            "email": format!("h2user{n}@example.com"),
+            "username": format!("h2user_{n}"),
+            "password": crate::helpers::PASSWORD,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
