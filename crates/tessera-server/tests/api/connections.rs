@@ -419,3 +419,53 @@ async fn http2_with_prior_knowledge_is_served_with_the_client_address() {
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_stops_accepting_and_finishes_the_request_in_flight() {
+    let app = spawn_with_limits(ConnectionLimits::default()).await;
+    let addr = socket_addr(&app);
+    let user = app.register_user().await;
+    let body = serde_json::json!({ "email": user.email, "password": user.password }).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+
+    // A login whose body is half sent when the shutdown begins.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // No new connections once the shutdown has begun...
+    let refused = tokio::time::timeout(Duration::from_secs(2), async {
+        match TcpStream::connect(addr).await {
+            Err(_) => true,
+            Ok(mut late) => {
+                let _ = late
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    .await;
+                let mut buffer = [0u8; 64];
+                matches!(late.read(&mut buffer).await, Ok(0) | Err(_))
+            }
+        }
+    })
+    .await;
+    assert_eq!(refused, Ok(true), "a connection was served after the shutdown began");
+    assert!(!stopping.is_finished(), "the server stopped with a request in flight");
+
+    // ...but the request in flight is finished and answered.
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let (raw, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let (status, head, body) = parse_response(&raw);
+    assert_eq!(status, 200, "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["access_token"].is_string(), "{body}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stops once the request is answered")
+        .unwrap();
+}
