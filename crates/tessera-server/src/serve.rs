@@ -274,7 +274,8 @@ impl Connection {
             peer: self.peer,
             activity: Arc::clone(&activity),
         };
-        let connection = self.builder.serve_connection(io, service);
+        // With upgrades, as axum::serve: a route may take the connection over (WebSocket).
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
         let mut connection = std::pin::pin!(connection);
         let mut closing = false;
         loop {
