@@ -30,7 +30,6 @@ pub mod telemetry;
 pub mod token_cache;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +40,7 @@ use tessera_core::jwt::Validation;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
 
 use tessera_core::store::{KeyStore, RateLimiter, SessionStore, UserStore};
+use tessera_store::breaker;
 use tessera_store::memory::MemoryRateLimiter;
 use tessera_store::postgres::PgStore;
 use tessera_store::redis::RedisRateLimiter;
@@ -58,12 +58,13 @@ use crate::hashing::HashPool;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
+pub use crate::http::serve::ConnectionLimits;
 use crate::token_cache::{RedisTokenCache, TokenCache};
 
 /// A built server: the router and the application behind it, ready to serve.
 pub struct Built {
     /// The router with all middleware.
-    pub router: axum::Router,
+    pub router: http::Router,
     /// The application (the handlers' state).
     pub state: AppState,
 }
@@ -75,19 +76,21 @@ struct Stores {
     keys: Arc<dyn KeyStore>,
 }
 
+/// How often the breaker's probe pings a database found unavailable (see
+/// [`tessera_store::breaker`]).
+pub const DATABASE_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Opens the stores of `database`, each behind the same circuit breaker: once a call finds the
+/// database unavailable, calls fail at once (503) until a background ping succeeds.
 async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
-    Ok(match database {
+    let (users, sessions, keys): (Arc<dyn UserStore>, Arc<dyn SessionStore>, Arc<dyn KeyStore>) = match database {
         Database::Sqlite(path) => {
             let store = Arc::new(
                 SqliteStore::open(path)
                     .await
                     .with_context(|| format!("could not open the database at {}", path.display()))?,
             );
-            Stores {
-                users: store.clone(),
-                sessions: store.clone(),
-                keys: store,
-            }
+            (store.clone(), store.clone(), store)
         }
         Database::Postgres(url) => {
             let store = Arc::new(
@@ -95,12 +98,14 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
                     .await
                     .with_context(|| format!("could not connect to DATABASE_URL {database}"))?,
             );
-            Stores {
-                users: store.clone(),
-                sessions: store.clone(),
-                keys: store,
-            }
+            (store.clone(), store.clone(), store)
         }
+    };
+    let guarded = breaker::guard(users, sessions, keys, DATABASE_PROBE_INTERVAL);
+    Ok(Stores {
+        users: guarded.users,
+        sessions: guarded.sessions,
+        keys: guarded.keys,
     })
 }
 
@@ -220,15 +225,15 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `app` on `listener` with the connection `limits` (see [`http::serve::serve`]) until
+/// `shutdown` completes, then stops accepting and drains in-flight requests.
 pub async fn serve(
     app: Built,
     listener: TcpListener,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = app.router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
+    http::serve::serve(app.router, listener, limits, shutdown)
         .await
         .context("server error")
 }

@@ -48,6 +48,8 @@ fn main() -> ExitCode {
 async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let bind = config.bind;
+    // Every connection is a file descriptor: take what the hard limit allows (logged).
+    tessera_server::http::serve::raise_open_file_limit();
     let app = tessera_server::build(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -63,7 +65,10 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
             let metrics_address = metrics_listener.local_addr()?;
             let router = tessera_server::http::metrics_router(app.state.clone());
             tokio::spawn(async move {
-                if let Err(error) = axum::serve(metrics_listener, router).await {
+                // The same connection bounds as the main listener; it lives as long as the process.
+                let limits = tessera_server::ConnectionLimits::default();
+                let forever = std::future::pending::<()>();
+                if let Err(error) = tessera_server::http::serve::serve(router, metrics_listener, limits, forever).await {
                     tracing::error!(event = "metrics_listener_failed", %error, "metrics listener stopped");
                 }
             });
@@ -81,5 +86,11 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
         keys = app.state.keys.source,
         "tessera listening on http://{address}"
     );
-    tessera_server::serve(app, listener, tessera_server::shutdown_signal()).await
+    tessera_server::serve(
+        app,
+        listener,
+        tessera_server::ConnectionLimits::default(),
+        tessera_server::shutdown_signal(),
+    )
+    .await
 }

@@ -14,6 +14,8 @@
 //! - [`memory`]: in-process state that needs no durability of its own: the access-token
 //!   denylist (rebuilt from the database at start), and the single-instance rate limiter.
 //!
+//! - [`breaker`]: a circuit breaker in front of a database's stores: once a call finds the
+//!   database unavailable, calls fail at once until a background ping succeeds.
 //! - [`redis_bus`]: Redis pub/sub between instances (revocations), with bounded timeouts.
 //! - [`redis`]: rate-limit counters shared by every instance, one atomic Lua script per hit
 //!   on the Redis server's clock, with bounded timeouts.
@@ -21,6 +23,7 @@
 //! Every write is one statement or one transaction, committed before it returns, so a failure
 //! leaves nothing half done and nothing acknowledged is lost.
 
+pub mod breaker;
 pub mod memory;
 pub mod migrations;
 pub mod postgres;

@@ -6,11 +6,19 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use tessera_core::store::StoreError;
 
 use super::AppState;
-use super::error::{AppError, AppResult};
+use super::error::{AppError, ErrorCode, RenderedError};
+use super::i18n::Lang;
 
+/// `Retry-After` of a not-ready answer.
+const READYZ_RETRY_AFTER_SECS: u64 = 5;
+
+/// The health routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
@@ -51,8 +59,10 @@ pub(super) async fn healthz() -> Json<Health> {
 }
 
 /// The process can serve: the database answers, and takes writes again after a write found
-/// its storage full or read-only (503 `storage_unavailable` until then). Without Redis it still serves, on local
-/// state, and says so: `"status": "degraded"` (B9).
+/// its storage full or read-only (503 `storage_unavailable` until a write probe commits).
+/// Without Redis it still serves, on local state, and says so: `"status": "degraded"` (B9).
+/// When the database does not answer, the 503 names what is down in `details`:
+/// `{"database": "down", "redis": "up"|"down"|"disabled"}`.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -62,38 +72,41 @@ pub(super) async fn healthz() -> Json<Health> {
         (status = 503, response = super::openapi::Unavailable),
     ),
 )]
-pub(super) async fn readyz(State(state): State<AppState>) -> AppResult<Json<Readiness>> {
-    // A probe must get its answer quickly, whatever the pool's acquire timeout.
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.users.ping()).await;
-    match ping {
-        Ok(Ok(())) => {}
-        // The database answers but cannot store data: not ready until a write probe commits
-        // again (the store probes on every check while the failure lasts).
-        Ok(Err(StoreError::StorageUnavailable { fault, detail })) => {
-            return Err(AppError::StorageUnavailable { fault, detail });
-        }
-        Ok(Err(e)) => {
-            return Err(AppError::Unavailable {
-                retry_after: 5,
-                reason: format!("database not ready: {e}"),
-            });
-        }
-        Err(_) => {
-            return Err(AppError::Unavailable {
-                retry_after: 5,
-                reason: "database ping timed out".into(),
-            });
-        }
-    }
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let redis = match &state.redis {
         None => "disabled",
         Some(health) if health.is_up() => "up",
         Some(_) => "down",
     };
-    let status = if redis == "down" { "degraded" } else { "ready" };
-    Ok(Json(Readiness {
-        status,
-        database: "up",
-        redis,
-    }))
+    // A probe must get its answer quickly, whatever the pool's acquire timeout (and at once
+    // while the database's circuit breaker is open).
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.users.ping()).await;
+    let reason = match ping {
+        Ok(Ok(())) => {
+            let status = if redis == "down" { "degraded" } else { "ready" };
+            return Json(Readiness {
+                status,
+                database: "up",
+                redis,
+            })
+            .into_response();
+        }
+        // The database answers but cannot store data: not ready until a write probe commits
+        // again (the store probes on every check while the failure lasts).
+        Ok(Err(StoreError::StorageUnavailable { fault, detail })) => {
+            return AppError::StorageUnavailable { fault, detail }.into_response();
+        }
+        Ok(Err(e)) => format!("database not ready: {e}"),
+        Err(_) => "database ping timed out".to_owned(),
+    };
+    tracing::warn!(event = "not_ready", reason = %reason, redis, "not ready: the database is down");
+    let mut response = RenderedError {
+        details: Some(json!({ "database": "down", "redis": redis })),
+        ..RenderedError::plain(ErrorCode::ServiceUnavailable)
+    }
+    .into_response_in(Lang::En);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(READYZ_RETRY_AFTER_SECS));
+    response
 }

@@ -20,12 +20,12 @@ mod metrics;
 pub mod openapi;
 mod profile;
 mod sessions;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -42,6 +42,10 @@ use self::error::{AppError, ErrorCode, RenderedError};
 use self::extract::{ClientIp, has_credentials_in_query};
 use self::i18n::Lang;
 use crate::app::App;
+
+/// The router type the server is made of (re-exported so the composition root need not name
+/// axum itself).
+pub use axum::Router;
 
 /// The state every handler gets: the application, behind one `Arc`.
 pub type AppState = Arc<App>;

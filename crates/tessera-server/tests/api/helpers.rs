@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tessera_server::ConnectionLimits;
 use tessera_server::clock::{ManualClock, SharedClock, SystemClock};
 use tessera_server::config::Config;
 use tessera_server::http::AppState;
@@ -112,17 +113,22 @@ pub async fn spawn_app_on_manual_clock(tweak: impl FnOnce(&mut Config)) -> TestA
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = Config::for_tests(dir.path());
     tweak(&mut config);
-    start_on(dir, config, Some(ManualClock::starting_now())).await
+    start_on(dir, config, Some(ManualClock::starting_now()), ConnectionLimits::default()).await
 }
 
 /// Starts an app with exactly `config` on the data directory `dir` (see [`TestApp::stop`]: a
 /// restart with a changed configuration).
 pub async fn start(dir: TempDir, config: Config) -> TestApp {
-    start_on(dir, config, None).await
+    start_on(dir, config, None, ConnectionLimits::default()).await
 }
 
-/// [`start`] on `clock` (the system clock when `None`).
-async fn start_on(dir: TempDir, config: Config, clock: Option<Arc<ManualClock>>) -> TestApp {
+/// [`start`] with connection limits other than the defaults (short timeouts, a small cap).
+pub async fn start_with_limits(dir: TempDir, config: Config, limits: ConnectionLimits) -> TestApp {
+    start_on(dir, config, None, limits).await
+}
+
+/// [`start`] on `clock` (the system clock when `None`) with `limits`.
+async fn start_on(dir: TempDir, config: Config, clock: Option<Arc<ManualClock>>, limits: ConnectionLimits) -> TestApp {
     init_logs(&config);
     let shared: SharedClock = match &clock {
         Some(clock) => clock.clone(),
@@ -131,22 +137,28 @@ async fn start_on(dir: TempDir, config: Config, clock: Option<Arc<ManualClock>>)
     let app = tessera_server::build_with_clock(config.clone(), shared)
         .await
         .expect("the app builds");
-    serve_on(dir, config, app, clock).await
+    serve_on(dir, config, app, clock, limits).await
 }
 
 /// Serves an app the test built itself (e.g. with `tessera_server::build_with_store`).
 pub async fn serve_app(dir: TempDir, config: Config, app: tessera_server::Built) -> TestApp {
     init_logs(&config);
-    serve_on(dir, config, app, None).await
+    serve_on(dir, config, app, None, ConnectionLimits::default()).await
 }
 
-async fn serve_on(dir: TempDir, config: Config, app: tessera_server::Built, clock: Option<Arc<ManualClock>>) -> TestApp {
+async fn serve_on(
+    dir: TempDir,
+    config: Config,
+    app: tessera_server::Built,
+    clock: Option<Arc<ManualClock>>,
+    limits: ConnectionLimits,
+) -> TestApp {
     let state = app.state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
     let (shutdown, signal) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        tessera_server::serve(app, listener, async {
+        tessera_server::serve(app, listener, limits, async {
             let _ = signal.await;
         })
         .await
