@@ -86,8 +86,11 @@ pub struct User {
 /// The data for a new account. Email and username are unique case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
-    /// Email address.
+    /// Email address as the user typed it (shown back to them).
     pub email: String,
+    /// Its normal form (NFKC + case folding, `identity::Email`): unique, and what logins
+    /// are looked up by.
+    pub email_normalized: String,
     /// Username.
     pub username: String,
     /// argon2id PHC string.
@@ -111,6 +114,11 @@ pub trait UserStore: Send + Sync {
     async fn find_by_login(&self, login: &str) -> Result<Option<User>, StoreError>;
     /// Replaces the password hash (rehash on login, password change).
     async fn update_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError>;
+    /// Replaces the email address and its normal form. Returns false when there is no such
+    /// account; [`StoreError::Conflict`] when another account has the normal form.
+    async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError>;
+    /// Finds an account by the normal form of its email (for a normalisation pass).
+    async fn find_by_normalized_email(&self, email_normalized: &str) -> Result<Option<User>, StoreError>;
     /// Disables or re-enables an account. Returns false when there is no such account.
     async fn set_disabled(&self, id: i64, disabled_at: Option<i64>) -> Result<bool, StoreError>;
     /// Lists accounts, oldest first.

@@ -56,9 +56,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Database};
 use crate::hashing::HashPool;
 use crate::http::AppState;
+pub use crate::http::serve::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
-pub use crate::http::serve::ConnectionLimits;
 use crate::token_cache::{RedisTokenCache, TokenCache};
 
 /// A built server: the router and the application behind it, ready to serve.
@@ -202,6 +202,12 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         clock.clone(),
         config.access_ttl_secs + config.leeway_secs,
     );
+    // Accounts created before emails were normalised (NFKC + case folding) get the normal form
+    // now, so look-alike spellings cannot reach them as separate accounts.
+    accounts
+        .normalize_stored_emails()
+        .await
+        .context("could not normalise the stored email addresses")?;
     let state = Arc::new(App {
         users: stores.users,
         sessions: stores.sessions,

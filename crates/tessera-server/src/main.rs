@@ -68,7 +68,8 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
                 // The same connection bounds as the main listener; it lives as long as the process.
                 let limits = tessera_server::ConnectionLimits::default();
                 let forever = std::future::pending::<()>();
-                if let Err(error) = tessera_server::http::serve::serve(router, metrics_listener, limits, forever).await {
+                if let Err(error) = tessera_server::http::serve::serve(router, metrics_listener, limits, forever).await
+                {
                     tracing::error!(event = "metrics_listener_failed", %error, "metrics listener stopped");
                 }
             });

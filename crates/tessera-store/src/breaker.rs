@@ -180,6 +180,18 @@ impl UserStore for Guarded<dyn UserStore> {
         self.breaker.call(self.inner.find_by_login(login)).await
     }
 
+    async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.update_email(id, email, email_normalized))
+            .await
+    }
+
+    async fn find_by_normalized_email(&self, email_normalized: &str) -> Result<Option<User>, StoreError> {
+        self.breaker
+            .call(self.inner.find_by_normalized_email(email_normalized))
+            .await
+    }
+
     async fn update_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
         self.breaker
             .call(self.inner.update_password_hash(id, password_hash))

@@ -359,7 +359,7 @@ where
             "INSERT INTO users (email, email_normalized, username, username_normalized, password_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
         );
-        let (email_normalized, username_normalized) = (user.email.to_lowercase(), user.username.to_lowercase());
+        let (email_normalized, username_normalized) = (user.email_normalized.clone(), user.username.to_lowercase());
         let rows = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
             .bind(user.email.as_str())
             .bind(email_normalized.as_str())
@@ -391,6 +391,29 @@ where
         let normalized = login.to_lowercase();
         sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
             .bind(normalized.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(User::from))
+            .map_err(store_error)
+    }
+
+    async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError> {
+        let changed = sqlx::query_scalar::<_, i64>(
+            "UPDATE users SET email = $1, email_normalized = $2 WHERE id = $3 RETURNING id",
+        )
+        .bind(email)
+        .bind(email_normalized)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(user_write_error::<D>);
+        self.wrote(changed).map(|rows| !rows.is_empty())
+    }
+
+    async fn find_by_normalized_email(&self, email_normalized: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_normalized = $1");
+        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(email_normalized)
             .fetch_optional(&self.pool)
             .await
             .map(|row| row.map(User::from))

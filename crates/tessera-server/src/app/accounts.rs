@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tessera_core::identity::{Email, IdentityError, Username};
 use tessera_core::limits::Decision;
 use tessera_core::password::PasswordPolicy;
 use tessera_core::store::{NewUser, SessionStore, StoreError, User, UserStore};
@@ -30,56 +31,65 @@ pub enum CreateError {
     Store(StoreError),
 }
 
-/// A plausible email address: one `@`, a non-empty local part, a dotted domain, no spaces,
-/// at most 254 characters. Deliverability is not Tessera's concern.
-pub fn is_valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= 254
-        && !local.is_empty()
-        && local.len() <= 64
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// 3 to 32 characters of letters, digits, `.`, `_` and `-`.
-pub fn is_valid_username(username: &str) -> bool {
-    (3..=32).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Every rule the new account's (trimmed) email, username and password break.
+/// Every rule the new account's email, username and password break; on success the email and
+/// username in their normalised forms (issue #13 finding 6: NFKC + case folding, invisible and
+/// control characters refused, no mixed-script local parts), which is what gets stored.
 pub fn check_new_account(
     policy: &PasswordPolicy,
     email: &str,
     username: &str,
     password: &str,
-) -> Result<(), Vec<FieldError>> {
+) -> Result<(Email, Username), Vec<FieldError>> {
     let mut errors = Vec::new();
-    if !is_valid_email(email) {
-        errors.push(FieldError::new("email", "invalid_email", "not a valid email address"));
-    }
-    if !is_valid_username(username) {
-        errors.push(FieldError::new(
-            "username",
-            "invalid_username",
-            "must be 3 to 32 letters, digits, dots, underscores or hyphens",
-        ));
-    }
-    if let Err(violations) = policy.check(password, email, username) {
+    let email = Email::parse(email)
+        .inspect_err(|error| errors.push(identity_error("email", error)))
+        .ok();
+    let username = Username::parse(username)
+        .inspect_err(|error| errors.push(identity_error("username", error)))
+        .ok();
+    let (email_text, username_text) = (
+        email.as_ref().map_or("", Email::as_str),
+        username.as_ref().map_or("", Username::as_str),
+    );
+    if let Err(violations) = policy.check(password, email_text, username_text) {
         errors.extend(
             violations
                 .iter()
                 .map(|v| FieldError::new("password", v.code(), v.to_string())),
         );
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    match (email, username) {
+        (Some(email), Some(username)) if errors.is_empty() => Ok((email, username)),
+        _ => Err(errors),
+    }
+}
+
+/// A refused email or username as a field problem.
+fn identity_error(field: &str, error: &IdentityError) -> FieldError {
+    // An empty value is simply not a valid address or name (the codes clients already know).
+    let code = match (error, field) {
+        (IdentityError::Empty, "email") => "invalid_email",
+        (IdentityError::Empty, _) => "invalid_username",
+        _ => error.code(),
+    };
+    let message = match code {
+        "invalid_email" => "not a valid email address".to_owned(),
+        "invalid_username" => "must be 3 to 32 letters, digits, dots, underscores or hyphens".to_owned(),
+        _ => error.to_string(),
+    };
+    FieldError::new(field, code, message)
+}
+
+/// The form a login (email or username) is looked up by: an email in its normalised form, so
+/// `ＡＤＡ@example.com` finds `ada@example.com`; anything else as typed (the store compares
+/// case-insensitively).
+pub fn login_lookup_key(login: &str) -> String {
+    if login.contains('@')
+        && let Ok(email) = Email::parse(login)
+    {
+        return email.into_string();
+    }
+    login.trim().to_owned()
 }
 
 /// The account service: what registration and the operator commands share.
@@ -156,12 +166,15 @@ impl Accounts {
     /// Checks the account data, hashes the password (argon2id, on the bounded hashing pool)
     /// and inserts the account. `email` and `username` are taken as given: callers trim them.
     pub async fn create(&self, email: &str, username: &str, password: Zeroizing<String>) -> Result<User, CreateError> {
-        check_new_account(&self.policy, email, username, &password).map_err(CreateError::Invalid)?;
+        let (normalized, username) =
+            check_new_account(&self.policy, email, username, &password).map_err(CreateError::Invalid)?;
         let password_hash = self.hashing.hash(password).await.map_err(CreateError::Hashing)?;
         self.users
             .create(NewUser {
-                email: email.to_owned(),
-                username: username.to_owned(),
+                // Shown back as typed; unique and looked up in its normal form.
+                email: email.trim().to_owned(),
+                email_normalized: normalized.into_string(),
+                username: username.as_str().to_owned(),
                 password_hash,
                 created_at: self.clock.now(),
             })
@@ -223,6 +236,69 @@ impl Accounts {
             revoked,
             delivery,
         })
+    }
+
+    /// Brings the normal form of stored emails up to date (accounts created before
+    /// normalisation were stored lower-cased only): a row whose email normalises to a form no
+    /// account holds gets it; a row whose email no longer parses, or whose normal form another
+    /// account already has, is left as it is and logged for the operator. Returns how many
+    /// rows changed.
+    pub async fn normalize_stored_emails(&self) -> Result<usize, StoreError> {
+        const PAGE: i64 = 500;
+        let mut changed = 0;
+        let mut offset = 0;
+        loop {
+            let page = self.users.list(PAGE, offset).await?;
+            for user in &page {
+                let normalized = match Email::parse(&user.email) {
+                    // Plain ASCII addresses normalise to their lower case, which is what was
+                    // stored before: nothing to look up.
+                    Ok(email) if email.as_str() == user.email.to_lowercase() => continue,
+                    Ok(email) => email.into_string(),
+                    Err(error) => {
+                        tracing::warn!(event = "email_not_normalizable", user_id = user.id, reason = %error, "a stored email breaks the current rules; left as it is");
+                        continue;
+                    }
+                };
+                match self.users.find_by_normalized_email(&normalized).await? {
+                    Some(holder) if holder.id == user.id => continue,
+                    Some(holder) => {
+                        tracing::warn!(
+                            event = "email_normalization_conflict",
+                            user_id = user.id,
+                            other_user_id = holder.id,
+                            "the normalised email belongs to another account; left as it is"
+                        );
+                        continue;
+                    }
+                    None => {}
+                }
+                match self.users.update_email(user.id, &user.email, &normalized).await {
+                    Ok(true) => changed += 1,
+                    Ok(false) => {}
+                    Err(StoreError::Conflict(_)) => {
+                        tracing::warn!(
+                            event = "email_normalization_conflict",
+                            user_id = user.id,
+                            "the normalised email belongs to another account; left as it is"
+                        );
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+            offset += PAGE;
+        }
+        if changed > 0 {
+            tracing::info!(
+                event = "emails_normalized",
+                accounts = changed,
+                "stored emails brought to their normal form"
+            );
+        }
+        Ok(changed)
     }
 
     /// Re-enables a disabled account. Returns the account and whether it was disabled.
@@ -290,10 +366,19 @@ impl App {
 mod tests {
     use super::*;
 
+    fn check(email: &str, username: &str) -> Result<(Email, Username), Vec<FieldError>> {
+        check_new_account(
+            &PasswordPolicy::default(),
+            email,
+            username,
+            "correct horse battery staple",
+        )
+    }
+
     #[test]
     fn email_check_accepts_plain_addresses_only() {
         for good in ["a@example.com", "first.last+tag@sub.example.co"] {
-            assert!(is_valid_email(good), "{good}");
+            assert!(check(good, "alice").is_ok(), "{good}");
         }
         for bad in [
             "",
@@ -306,16 +391,40 @@ mod tests {
             "a@example.",
             "a@exa mple.com",
         ] {
-            assert!(!is_valid_email(bad), "{bad}");
+            let errors = check(bad, "alice").unwrap_err();
+            assert_eq!(errors[0].field, "email", "{bad}");
         }
     }
 
     #[test]
     fn username_check_allows_a_safe_alphabet() {
-        assert!(is_valid_username("alice_01"));
-        assert!(!is_valid_username("al"));
-        assert!(!is_valid_username("alice smith"));
-        assert!(!is_valid_username(&"a".repeat(33)));
-        assert!(!is_valid_username("<script>"));
+        assert!(check("a@example.com", "alice_01").is_ok());
+        for bad in ["al", "alice smith", &"a".repeat(33), "<script>"] {
+            let errors = check("a@example.com", bad).unwrap_err();
+            assert_eq!(errors[0].code, "invalid_username", "{bad}");
+        }
+    }
+
+    #[test]
+    fn look_alike_emails_are_normalised_or_refused() {
+        // Fullwidth letters fold to the same account.
+        let (email, _) = check("\u{FF21}DA@Example.com", "alice").unwrap();
+        assert_eq!(email.as_str(), "ada@example.com");
+        // A Cyrillic a among Latin letters is refused, and so is a zero-width joiner.
+        assert_eq!(
+            check("\u{0430}da@example.com", "alice").unwrap_err()[0].code,
+            "mixed_script"
+        );
+        assert_eq!(
+            check("a\u{200D}da@example.com", "alice").unwrap_err()[0].code,
+            "invisible_character"
+        );
+    }
+
+    #[test]
+    fn logins_are_looked_up_in_normal_form() {
+        assert_eq!(login_lookup_key("\u{FF21}DA@example.com"), "ada@example.com");
+        assert_eq!(login_lookup_key(" Alice "), "Alice");
+        assert_eq!(login_lookup_key("not@valid@x"), "not@valid@x");
     }
 }

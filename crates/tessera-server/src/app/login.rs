@@ -94,10 +94,11 @@ impl App {
             .await
             .map_err(refused("rate_limited"))?;
         let started = Stopwatch::start();
-        let user = self.users.find_by_login(&login).await?;
+        let lookup = super::accounts::login_lookup_key(&login);
+        let user = self.users.find_by_login(&lookup).await?;
         let account_key = match &user {
             Some(user) => format!("id:{}", user.id),
-            None => format!("login:{}", login.to_lowercase()),
+            None => format!("login:{}", lookup.to_lowercase()),
         };
         let per_account = self
             .enforce_limit("login_account", &account_key, &self.config.rate_limit_login_account, ip)

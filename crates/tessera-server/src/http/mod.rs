@@ -19,8 +19,8 @@ pub mod limits;
 mod metrics;
 pub mod openapi;
 mod profile;
-mod sessions;
 pub mod serve;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

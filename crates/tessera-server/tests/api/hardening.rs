@@ -171,3 +171,76 @@ async fn prefixed_cookies_are_set_and_read_and_plain_names_are_ignored() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// Look-alike emails (issue #13 finding 6): a Cyrillic letter among Latin ones and invisible
+/// characters are refused; fullwidth and decomposed spellings are the same account as the
+/// plain one, for registration and for login. See: #13.
+#[tokio::test]
+async fn look_alike_emails_cannot_make_a_second_account() {
+    // Arrange
+    let app = spawn_app().await;
+    let created = app.register("ada@example.com", "ada", PASSWORD).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // Act / Assert: refused spellings.
+    for (email, code) in [
+        ("\u{0430}da@example.com", "mixed_script"),
+        ("a\u{200D}da@example.com", "invisible_character"),
+        ("ada\u{202E}@example.com", "invisible_character"),
+    ] {
+        let response = app.register(email, "ada2", PASSWORD).await;
+        crate::helpers::assert_field_error(response, "email", code).await;
+    }
+    // The same account under other spellings: a conflict, not a second account.
+    for email in ["\u{FF21}\u{FF24}\u{FF21}@example.com", "ADA@EXAMPLE.COM"] {
+        let response = app.register(email, "ada3", PASSWORD).await;
+        assert_error(response, StatusCode::CONFLICT, "conflict").await;
+    }
+    // And the same account at login.
+    let response = app.login("\u{FF41}da@example.com", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Decomposed accents are the composed ones.
+    let created = app.register("jos\u{e9}@example.com", "jose", PASSWORD).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let response = app.register("jose\u{301}@example.com", "jose2", PASSWORD).await;
+    assert_error(response, StatusCode::CONFLICT, "conflict").await;
+}
+
+/// Accounts stored before normalisation get the normal form at the next start, so the
+/// look-alike spelling they were registered under no longer stands apart. See: #13.
+#[tokio::test]
+async fn stored_emails_are_normalised_at_start() {
+    // Arrange: a row written with a fullwidth email, as an older version stored it (its
+    // lower case as the normal form).
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let fullwidth = "\u{FF2D}\u{FF21}\u{FF38}@example.com";
+    let old_form = fullwidth.to_lowercase();
+    assert!(
+        app.state
+            .users
+            .update_email(user.id, fullwidth, &old_form)
+            .await
+            .unwrap()
+    );
+    assert!(
+        app.state
+            .users
+            .find_by_login("max@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Act
+    let app = app.restart().await;
+    // Assert
+    let stored = app
+        .state
+        .users
+        .find_by_normalized_email("max@example.com")
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|u| u.id), Some(user.id));
+    assert_eq!(app.login("max@example.com", PASSWORD).await.status(), StatusCode::OK);
+    let response = app.register("max@example.com", "max2", PASSWORD).await;
+    assert_error(response, StatusCode::CONFLICT, "conflict").await;
+}

@@ -113,7 +113,13 @@ pub async fn spawn_app_on_manual_clock(tweak: impl FnOnce(&mut Config)) -> TestA
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = Config::for_tests(dir.path());
     tweak(&mut config);
-    start_on(dir, config, Some(ManualClock::starting_now()), ConnectionLimits::default()).await
+    start_on(
+        dir,
+        config,
+        Some(ManualClock::starting_now()),
+        ConnectionLimits::default(),
+    )
+    .await
 }
 
 /// Starts an app with exactly `config` on the data directory `dir` (see [`TestApp::stop`]: a

@@ -12,6 +12,7 @@ use tessera_core::store::{
 fn new_user(email: &str, username: &str) -> NewUser {
     NewUser {
         email: email.into(),
+        email_normalized: email.to_lowercase(),
         username: username.into(),
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         created_at: 1_000,
@@ -80,6 +81,30 @@ pub async fn user_store_contract(users: &dyn UserStore) {
     assert!(!users.set_disabled(alice.id + 1000, Some(5)).await.unwrap());
 
     let bob = users.create(new_user("bob@example.com", "bob")).await.unwrap();
+    // A changed email is found by its new form, any case; a taken one is a conflict.
+    assert!(
+        users
+            .update_email(bob.id, "Robert@Example.com", "robert@example.com")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        users.find_by_login("robert@example.com").await.unwrap().map(|u| u.id),
+        Some(bob.id)
+    );
+    assert_eq!(users.find_by_login("bob@example.com").await.unwrap(), None);
+    assert_eq!(
+        users
+            .update_email(bob.id, "ALICE@example.com", "alice@example.com")
+            .await,
+        Err(StoreError::Conflict("email"))
+    );
+    assert!(
+        !users
+            .update_email(bob.id + 1000, "nobody@example.com", "nobody@example.com")
+            .await
+            .unwrap()
+    );
     let listed: Vec<i64> = users.list(10, 0).await.unwrap().iter().map(|u| u.id).collect();
     assert_eq!(listed, vec![alice.id, bob.id]);
     assert_eq!(users.list(1, 1).await.unwrap()[0].id, bob.id);
@@ -593,6 +618,11 @@ where
         store.update_password_hash(id, "$argon2id$x").await,
         fault,
         "update_password_hash",
+    );
+    assert_storage_fault(
+        store.update_email(id, "ro@example.com", "ro@example.com").await,
+        fault,
+        "update_email",
     );
     assert_storage_fault(store.set_disabled(id, Some(7)).await, fault, "set_disabled");
     assert_storage_fault(UserStore::delete(store, id).await, fault, "users.delete");

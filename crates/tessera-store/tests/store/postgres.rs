@@ -140,6 +140,7 @@ async fn postgres_data_survives_reconnecting() {
         .store
         .create(NewUser {
             email: "p@example.com".into(),
+            email_normalized: "p@example.com".into(),
             username: "persist".into(),
             password_hash: "h".into(),
             created_at: 1,
@@ -326,6 +327,7 @@ async fn postgres_session_insert_waits_for_a_concurrent_disable_and_inserts_noth
     let Some(db) = TestDb::new().await else { return };
     let new_user = NewUser {
         email: "race@example.com".into(),
+        email_normalized: "race@example.com".into(),
         username: "race".into(),
         password_hash: "h".into(),
         created_at: 1,

@@ -58,6 +58,7 @@ async fn sqlite_data_survives_reopening() {
     let user = store
         .create(NewUser {
             email: "p@example.com".into(),
+            email_normalized: "p@example.com".into(),
             username: "persist".into(),
             password_hash: "h".into(),
             created_at: 1,
@@ -231,6 +232,7 @@ async fn commit_failure_scenario() {
         store.as_ref(),
         NewUser {
             email: "lost@example.com".into(),
+            email_normalized: "lost@example.com".into(),
             username: "lost".into(),
             password_hash: "h".into(),
             created_at: 1,
