@@ -398,8 +398,7 @@ impl Reader<'_> {
     fn int_opt<T: TryFrom<i64>>(&self, var: &Var) -> Result<Option<T>, ConfigError> {
         let Some(raw) = self.value(var) else { return Ok(None) };
         let (min, max) = match var.rule {
-            vars::Rule::Int { min, max } => (min, max),
-            vars::Rule::Interval => (60, 3_650 * 86_400),
+            vars::Rule::Int { min, max } | vars::Rule::Interval { min, max } => (min, max),
             _ => (i64::MIN, i64::MAX),
         };
         let value: i64 = raw.parse().map_err(|_| {

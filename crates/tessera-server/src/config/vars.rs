@@ -58,30 +58,30 @@ impl Group {
 
 /// What applies when a variable is unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum DefaultValue {
     /// A literal value, parsed by the variable's rule exactly as if it had been set.
-    Value(&'static str),
+    Literal(&'static str),
     /// The variable is optional; the text says what being unset means.
     Unset(&'static str),
     /// Computed at start-up from other values; the text says how.
     Derived(&'static str),
 }
 
-impl Default {
+impl DefaultValue {
     /// The literal default, if there is one.
     pub fn literal(self) -> Option<&'static str> {
         match self {
-            Default::Value(value) => Some(value),
-            Default::Unset(_) | Default::Derived(_) => None,
+            DefaultValue::Literal(value) => Some(value),
+            DefaultValue::Unset(_) | DefaultValue::Derived(_) => None,
         }
     }
 
     /// The README cell.
     pub fn markdown(self) -> String {
         match self {
-            Default::Value(value) => format!("`{value}`"),
-            Default::Unset(meaning) => format!("unset: {meaning}"),
-            Default::Derived(how) => how.to_owned(),
+            DefaultValue::Literal(value) => format!("`{value}`"),
+            DefaultValue::Unset(meaning) => format!("unset: {meaning}"),
+            DefaultValue::Derived(how) => how.to_owned(),
         }
     }
 }
@@ -125,8 +125,13 @@ pub enum Rule {
     DatabaseUrl,
     /// `redis://` or `rediss://`.
     RedisUrl,
-    /// Seconds from 60, or `off`.
-    Interval,
+    /// Seconds from `min` to `max`, or `off` (also `0`, `never`).
+    Interval {
+        /// Shortest accepted period.
+        min: i64,
+        /// Longest accepted period.
+        max: i64,
+    },
 }
 
 /// One configuration variable: everything known about it, in one place.
@@ -141,7 +146,7 @@ pub struct Var {
     /// Its concern.
     pub group: Group,
     /// What applies when it is unset.
-    pub default: Default,
+    pub default: DefaultValue,
     /// The rule its value follows.
     pub rule: Rule,
     /// What it does, for operators (README's "meaning" column).
@@ -206,7 +211,7 @@ declare! {
     /// Listen address.
     BIND_ADDR {
         group: Group::Server,
-        default: Default::Value("127.0.0.1:8000"),
+        default: DefaultValue::Literal("127.0.0.1:8000"),
         rule: Rule::Address,
         show: |c| c.bind.to_string(),
         help: "listen address (`tessera serve --bind` overrides it)",
@@ -214,7 +219,7 @@ declare! {
     /// Separate listen address for `/metrics`.
     METRICS_ADDR {
         group: Group::Server,
-        default: Default::Unset("`/metrics` on `BIND_ADDR`"),
+        default: DefaultValue::Unset("`/metrics` on `BIND_ADDR`"),
         rule: Rule::Address,
         show: |c| c.metrics_addr.map_or_else(|| "(unset: /metrics on BIND_ADDR)".to_owned(), |a| a.to_string()),
         help: "separate listen address for `GET /metrics` (e.g. `127.0.0.1:9100`); when set, the main listener answers `/metrics` with 404, so metrics need not be public",
@@ -222,7 +227,7 @@ declare! {
     /// Proxies whose forwarding headers are believed.
     TRUSTED_PROXIES {
         group: Group::Server,
-        default: Default::Unset("no proxy is trusted"),
+        default: DefaultValue::Unset("no proxy is trusted"),
         rule: Rule::Networks,
         show: |c| format!("{:?}", c.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>()),
         help: "comma list of proxy addresses/CIDRs whose `X-Forwarded-For` / `Forwarded` is believed (right-most untrusted hop = client)",
@@ -230,7 +235,7 @@ declare! {
     /// Largest request body.
     MAX_BODY_BYTES {
         group: Group::Server,
-        default: Default::Value("65536"),
+        default: DefaultValue::Literal("65536"),
         rule: Rule::Int { min: 1024, max: 16 * 1024 * 1024 },
         show: |c| c.max_body_bytes.to_string(),
         help: "larger bodies get 413",
@@ -238,7 +243,7 @@ declare! {
     /// Per-request timeout.
     REQUEST_TIMEOUT_SECONDS {
         group: Group::Server,
-        default: Default::Value("30"),
+        default: DefaultValue::Literal("30"),
         rule: Rule::Int { min: 1, max: 600 },
         show: |c| c.request_timeout_secs.to_string(),
         help: "slower requests get 408",
@@ -246,7 +251,7 @@ declare! {
     /// Time a client has to send the request head.
     HEADER_READ_TIMEOUT_SECS {
         group: Group::Server,
-        default: Default::Value("10"),
+        default: DefaultValue::Literal("10"),
         rule: Rule::Int { min: 1, max: 300 },
         show: |c| c.header_read_timeout.as_secs().to_string(),
         help: "seconds a client has to send the request line and headers; slower connections are closed",
@@ -254,7 +259,7 @@ declare! {
     /// Keep-alive idle timeout.
     IDLE_TIMEOUT_SECS {
         group: Group::Server,
-        default: Default::Value("60"),
+        default: DefaultValue::Literal("60"),
         rule: Rule::Int { min: 1, max: 3600 },
         show: |c| c.idle_timeout.as_secs().to_string(),
         help: "seconds a keep-alive connection may stay idle before it is closed",
@@ -262,7 +267,7 @@ declare! {
     /// Concurrent connections.
     MAX_CONNECTIONS {
         group: Group::Server,
-        default: Default::Value("4096"),
+        default: DefaultValue::Literal("4096"),
         rule: Rule::Int { min: 1, max: 1_000_000 },
         show: |c| c.max_connections.to_string(),
         help: "concurrent connections accepted; beyond it new connections are refused",
@@ -271,7 +276,7 @@ declare! {
     /// Directory of the embedded database.
     DATA_DIR {
         group: Group::Database,
-        default: Default::Value("./data"),
+        default: DefaultValue::Literal("./data"),
         rule: Rule::Text,
         show: |c| c.data_dir.display().to_string(),
         help: "where the embedded database lives",
@@ -279,7 +284,7 @@ declare! {
     /// The database.
     DATABASE_URL {
         group: Group::Database,
-        default: Default::Derived("`sqlite:$DATA_DIR/tessera.db`"),
+        default: DefaultValue::Derived("`sqlite:$DATA_DIR/tessera.db`"),
         rule: Rule::DatabaseUrl,
         show: show_database,
         help: "`postgresql://user:pass@host:5432/db` (or `postgres://`), or an SQLite file: `sqlite:///relative/path.db` (SQLAlchemy: three slashes = relative to the working directory), `sqlite:////absolute/path.db`, or Tessera's `sqlite:<path>`; SQLAlchemy driver suffixes `+asyncpg`, `+psycopg2`, `+psycopg`, `+aiosqlite` are accepted and ignored; `:memory:` is refused (not durable). Migrations run at start; `config check` prints the resolved file path",
@@ -288,7 +293,7 @@ declare! {
     /// Redis, for state shared between instances.
     REDIS_URL {
         group: Group::Redis,
-        default: Default::Unset("in-process state"),
+        default: DefaultValue::Unset("in-process state"),
         rule: Rule::RedisUrl,
         show: |c| c.redis_url.as_ref().map_or_else(|| "(unset: in-process state)".to_owned(), ToString::to_string),
         help: "`redis://host:6379/0`: shared rate limits and instant cross-instance revocation",
@@ -296,7 +301,7 @@ declare! {
     /// Prefix of Redis keys.
     REDIS_KEY_PREFIX {
         group: Group::Redis,
-        default: Default::Value("tessera:"),
+        default: DefaultValue::Literal("tessera:"),
         rule: Rule::Text,
         show: |c| c.redis_prefix.clone(),
         help: "prefix of every Redis key and channel",
@@ -304,7 +309,7 @@ declare! {
     /// Revocation poll interval.
     REVOCATION_POLL_MILLIS {
         group: Group::Redis,
-        default: Default::Value("500"),
+        default: DefaultValue::Literal("500"),
         rule: Rule::Int { min: 50, max: 60_000 },
         show: |c| c.revocation_poll_millis.to_string(),
         help: "how often each instance re-reads revocations from the database, in milliseconds (the bound when pub/sub is down)",
@@ -313,7 +318,7 @@ declare! {
     /// Access-token algorithm.
     ALGORITHM {
         group: Group::Tokens,
-        default: Default::Value("HS256"),
+        default: DefaultValue::Literal("HS256"),
         rule: Rule::Text,
         show: |c| c.algorithm.to_string(),
         help: "`HS256`, `HS384`, `HS512`, `EdDSA`, `ES256`, `RS256` (asymmetric keys are managed by Tessera)",
@@ -321,7 +326,7 @@ declare! {
     /// Access-token lifetime in minutes.
     ACCESS_TOKEN_EXPIRE_MINUTES {
         group: Group::Tokens,
-        default: Default::Value("15"),
+        default: DefaultValue::Literal("15"),
         rule: Rule::Int { min: 1, max: 1_440 },
         show: |c| if c.access_ttl_secs % 60 == 0 {
             (c.access_ttl_secs / 60).to_string()
@@ -333,7 +338,7 @@ declare! {
     /// Access-token lifetime in seconds.
     ACCESS_TOKEN_EXPIRE_SECONDS {
         group: Group::Tokens,
-        default: Default::Unset("`ACCESS_TOKEN_EXPIRE_MINUTES` applies"),
+        default: DefaultValue::Unset("`ACCESS_TOKEN_EXPIRE_MINUTES` applies"),
         rule: Rule::Int { min: 1, max: 86_400 },
         show: |c| c.access_ttl_secs.to_string(),
         help: "access-token lifetime in seconds; overrides `ACCESS_TOKEN_EXPIRE_MINUTES`",
@@ -341,7 +346,7 @@ declare! {
     /// Refresh-token lifetime.
     REFRESH_TOKEN_EXPIRE_DAYS {
         group: Group::Tokens,
-        default: Default::Value("7"),
+        default: DefaultValue::Literal("7"),
         rule: Rule::Int { min: 1, max: 365 },
         show: |c| (c.refresh_ttl_secs / 86_400).to_string(),
         help: "refresh-token lifetime",
@@ -349,7 +354,7 @@ declare! {
     /// Where tokens go.
     TOKEN_DELIVERY {
         group: Group::Tokens,
-        default: Default::Value("both"),
+        default: DefaultValue::Literal("both"),
         rule: Rule::Choice { options: &["cookie", "body", "both"], aliases: &[] },
         show: |c| format!("{:?}", c.token_delivery).to_lowercase(),
         help: "`cookie`, `body` or `both`. With `both`, the login/refresh JSON body also carries the tokens, readable by page script: for a browser-only deployment set `cookie`, so an XSS cannot read them",
@@ -357,7 +362,7 @@ declare! {
     /// Reuse grace of a rotated refresh token.
     REFRESH_REUSE_GRACE_SECONDS {
         group: Group::Tokens,
-        default: Default::Value("10"),
+        default: DefaultValue::Literal("10"),
         rule: Rule::Int { min: 0, max: 300 },
         show: |c| c.refresh_reuse_grace_secs.to_string(),
         help: "how long a just-rotated refresh token may be presented again (concurrent tabs)",
@@ -365,7 +370,7 @@ declare! {
     /// `iss` claim.
     TOKEN_ISSUER {
         group: Group::Tokens,
-        default: Default::Value("tessera"),
+        default: DefaultValue::Literal("tessera"),
         rule: Rule::Text,
         show: |c| c.issuer.clone(),
         help: "`iss` of issued tokens",
@@ -373,7 +378,7 @@ declare! {
     /// `aud` claim.
     TOKEN_AUDIENCE {
         group: Group::Tokens,
-        default: Default::Value("tessera-api"),
+        default: DefaultValue::Literal("tessera-api"),
         rule: Rule::Text,
         show: |c| c.audience.clone(),
         help: "`aud` of issued tokens",
@@ -381,7 +386,7 @@ declare! {
     /// Clock skew tolerated.
     TOKEN_LEEWAY_SECONDS {
         group: Group::Tokens,
-        default: Default::Value("10"),
+        default: DefaultValue::Literal("10"),
         rule: Rule::Int { min: 0, max: 120 },
         show: |c| c.leeway_secs.to_string(),
         help: "clock skew tolerated on `exp`/`nbf`/`iat`",
@@ -389,7 +394,7 @@ declare! {
     /// Verified-claims cache size.
     TOKEN_CACHE_SIZE {
         group: Group::Tokens,
-        default: Default::Value("10000"),
+        default: DefaultValue::Literal("10000"),
         rule: Rule::Int { min: 0, max: 10_000_000 },
         show: |c| c.token_cache_size.to_string(),
         help: "verified-claims cache entries (S8); `0` turns it off",
@@ -397,7 +402,7 @@ declare! {
     /// Verified claims shared through Redis.
     TOKEN_CACHE_REDIS {
         group: Group::Tokens,
-        default: Default::Value("false"),
+        default: DefaultValue::Literal("false"),
         rule: Rule::Bool,
         show: |c| c.token_cache_redis.to_string(),
         help: "also share verified claims through Redis (needs `REDIS_URL`), used for ES256/RS256 only (see docs/TOKEN_CACHE.md)",
@@ -406,7 +411,7 @@ declare! {
     /// HMAC secret of access tokens.
     SECRET_KEY {
         group: Group::Keys,
-        default: Default::Unset("managed keys"),
+        default: DefaultValue::Unset("managed keys"),
         rule: Rule::Secret,
         show: |c| redacted(c.secret_key.as_ref(), "(unset: managed key ring in the database)"),
         help: "HMAC secret for access tokens: at least 32 bytes (48 for HS384, 64 for HS512), not weak (one repeated character or short pattern, a known placeholder, or an estimated entropy under 80 bits are refused: use `openssl rand -hex 32`). Also as `SECRET_KEY_FILE` or `SECRET_KEY_AWS_SECRET_ID`",
@@ -414,7 +419,7 @@ declare! {
     /// HMAC secret of refresh tokens.
     REFRESH_SECRET_KEY {
         group: Group::Keys,
-        default: Default::Unset("managed keys"),
+        default: DefaultValue::Unset("managed keys"),
         rule: Rule::Secret,
         show: |c| redacted(c.refresh_secret_key.as_ref(), "(unset: managed key ring in the database)"),
         help: "HMAC secret for refresh tokens, same rules as `SECRET_KEY` and different from it. Also as `REFRESH_SECRET_KEY_FILE` or `REFRESH_SECRET_KEY_AWS_SECRET_ID`",
@@ -422,7 +427,7 @@ declare! {
     /// Earlier access secrets.
     PREVIOUS_SECRET_KEYS {
         group: Group::Keys,
-        default: Default::Unset("no earlier secrets"),
+        default: DefaultValue::Unset("no earlier secrets"),
         rule: Rule::SecretList,
         show: |c| format!("[{} redacted]", c.previous_secret_keys.len()),
         help: "earlier `SECRET_KEY` values (JSON or comma list, each following the `SECRET_KEY` rules) that keep verifying tokens signed before a secret change",
@@ -430,7 +435,7 @@ declare! {
     /// Earlier refresh secrets.
     PREVIOUS_REFRESH_SECRET_KEYS {
         group: Group::Keys,
-        default: Default::Unset("no earlier secrets"),
+        default: DefaultValue::Unset("no earlier secrets"),
         rule: Rule::SecretList,
         show: |c| format!("[{} redacted]", c.previous_refresh_secret_keys.len()),
         help: "earlier `REFRESH_SECRET_KEY` values, as `PREVIOUS_SECRET_KEYS`",
@@ -438,7 +443,7 @@ declare! {
     /// Seals stored private keys.
     MASTER_KEY {
         group: Group::Keys,
-        default: Default::Unset("stored keys are not sealed"),
+        default: DefaultValue::Unset("stored keys are not sealed"),
         rule: Rule::Secret,
         show: |c| redacted(c.master_key.as_ref(), "(unset: stored private keys are not sealed)"),
         help: "seals the private keys stored in the database (XChaCha20-Poly1305); same rules as `SECRET_KEY`. Also as `MASTER_KEY_FILE` or `MASTER_KEY_AWS_SECRET_ID`",
@@ -446,7 +451,7 @@ declare! {
     /// Delay between publishing and signing.
     KEY_PUBLISH_DELAY {
         group: Group::Keys,
-        default: Default::Value("3600"),
+        default: DefaultValue::Literal("3600"),
         rule: Rule::Int { min: 0, max: 30 * 86_400 },
         show: |c| c.key_publish_delay_secs.to_string(),
         help: "seconds between a rotation publishing a key (JWK set, verification) and that key signing; `0` or at least twice `KEY_RELOAD_SECONDS`",
@@ -454,7 +459,7 @@ declare! {
     /// Key table reload period.
     KEY_RELOAD_SECONDS {
         group: Group::Keys,
-        default: Default::Value("5"),
+        default: DefaultValue::Literal("5"),
         rule: Rule::Int { min: 1, max: 300 },
         show: |c| c.key_reload_secs.to_string(),
         help: "how often every instance re-reads the key table",
@@ -462,8 +467,8 @@ declare! {
     /// Automatic rotation period.
     KEY_ROTATION_INTERVAL {
         group: Group::Keys,
-        default: Default::Derived("off for HS*, 30 days for EdDSA/ES256/RS256"),
-        rule: Rule::Interval,
+        default: DefaultValue::Derived("off for HS*, 30 days for EdDSA/ES256/RS256"),
+        rule: Rule::Interval { min: 60, max: 3_650 * 86_400 },
         show: |c| c.key_rotation_interval_secs.map_or_else(|| "off".to_owned(), |s| s.to_string()),
         help: "automatic rotation period in seconds, at least 60 (`off` to disable)",
     }
@@ -471,7 +476,7 @@ declare! {
     /// `Secure` cookie attribute.
     COOKIE_SECURE {
         group: Group::Cookies,
-        default: Default::Value("true"),
+        default: DefaultValue::Literal("true"),
         rule: Rule::Bool,
         show: |c| c.cookie_secure.to_string(),
         help: "`Secure` cookie attribute",
@@ -479,7 +484,7 @@ declare! {
     /// `SameSite` cookie attribute.
     COOKIE_SAMESITE {
         group: Group::Cookies,
-        default: Default::Value("lax"),
+        default: DefaultValue::Literal("lax"),
         rule: Rule::Choice { options: &["lax", "strict", "none"], aliases: &[] },
         show: |c| c.cookie_samesite.as_str().to_lowercase(),
         help: "`lax`, `strict`, `none` (needs `COOKIE_SECURE=true`)",
@@ -487,7 +492,7 @@ declare! {
     /// Cookie name prefixes.
     COOKIE_PREFIXES {
         group: Group::Cookies,
-        default: Default::Value("auto"),
+        default: DefaultValue::Literal("auto"),
         rule: Rule::Choice { options: &["auto", "on", "off"], aliases: &[] },
         show: |c| if c.cookie_prefixes { "on".to_owned() } else { "off".to_owned() },
         help: "`on`: cookies named `__Host-access_token` and `__Secure-refresh_token` (needs `COOKIE_SECURE=true`); `off`: the seed's `access_token` and `refresh_token`; `auto`: on when `COOKIE_SECURE=true`",
@@ -495,7 +500,7 @@ declare! {
     /// Browser origins allowed with credentials.
     CORS_ORIGINS {
         group: Group::Cookies,
-        default: Default::Unset("no cross-origin calls with credentials"),
+        default: DefaultValue::Unset("no cross-origin calls with credentials"),
         rule: Rule::Origins,
         show: |c| format!("{:?}", c.cors_origins),
         help: "JSON list (`[\"https://app.example.com\"]`) or comma list of origins allowed with credentials; `*` is refused",
@@ -504,7 +509,7 @@ declare! {
     /// Login attempts per client IP.
     RATE_LIMIT_LOGIN {
         group: Group::Limits,
-        default: Default::Value("5/minute"),
+        default: DefaultValue::Literal("5/minute"),
         rule: Rule::RateLimit,
         show: |c| c.rate_limit_login.to_string(),
         help: "login attempts per client IP, slowapi/limits syntax: `5/minute;100/day`, `5 per minute`",
@@ -512,7 +517,7 @@ declare! {
     /// Registrations per client IP.
     RATE_LIMIT_REGISTER {
         group: Group::Limits,
-        default: Default::Value("3/hour"),
+        default: DefaultValue::Literal("3/hour"),
         rule: Rule::RateLimit,
         show: |c| c.rate_limit_register.to_string(),
         help: "registrations per client IP",
@@ -520,7 +525,7 @@ declare! {
     /// API calls per user.
     RATE_LIMIT_API {
         group: Group::Limits,
-        default: Default::Value("100/hour"),
+        default: DefaultValue::Literal("100/hour"),
         rule: Rule::RateLimit,
         show: |c| c.rate_limit_api.to_string(),
         help: "calls per user to `/agent/*`, `/profile*`, `/sessions*`",
@@ -528,7 +533,7 @@ declare! {
     /// Login attempts per account.
     RATE_LIMIT_LOGIN_ACCOUNT {
         group: Group::Limits,
-        default: Default::Value("10/minute;50/hour"),
+        default: DefaultValue::Literal("10/minute;50/hour"),
         rule: Rule::RateLimit,
         show: |c| c.rate_limit_login_account.to_string(),
         help: "login attempts per account whatever the IP (a botnet cannot hammer one account)",
@@ -537,7 +542,7 @@ declare! {
     /// argon2id memory.
     PASSWORD_HASH_MEMORY_KIB {
         group: Group::Hashing,
-        default: Default::Value("19456"),
+        default: DefaultValue::Literal("19456"),
         rule: Rule::Int { min: 8, max: 4 * 1024 * 1024 },
         show: |c| c.password_params.memory_kib.to_string(),
         help: "argon2id memory in KiB (OWASP), at least 8 per lane; hashes with old parameters are upgraded at the next login",
@@ -545,7 +550,7 @@ declare! {
     /// argon2id passes.
     PASSWORD_HASH_ITERATIONS {
         group: Group::Hashing,
-        default: Default::Value("2"),
+        default: DefaultValue::Literal("2"),
         rule: Rule::Int { min: 1, max: 100 },
         show: |c| c.password_params.iterations.to_string(),
         help: "argon2id passes",
@@ -553,7 +558,7 @@ declare! {
     /// argon2id lanes.
     PASSWORD_HASH_PARALLELISM {
         group: Group::Hashing,
-        default: Default::Value("1"),
+        default: DefaultValue::Literal("1"),
         rule: Rule::Int { min: 1, max: 64 },
         show: |c| c.password_params.parallelism.to_string(),
         help: "argon2id lanes",
@@ -561,7 +566,7 @@ declare! {
     /// Hashing threads.
     HASH_WORKERS {
         group: Group::Hashing,
-        default: Default::Derived("half the cores"),
+        default: DefaultValue::Derived("half the cores"),
         rule: Rule::Int { min: 1, max: 256 },
         show: |c| c.hash_workers.to_string(),
         help: "password-hashing threads",
@@ -569,7 +574,7 @@ declare! {
     /// Hashing jobs that may wait.
     HASH_QUEUE_SIZE {
         group: Group::Hashing,
-        default: Default::Value("32"),
+        default: DefaultValue::Literal("32"),
         rule: Rule::Int { min: 1, max: 100_000 },
         show: |c| c.hash_queue.to_string(),
         help: "hashing jobs that may wait; beyond that, 503 with `Retry-After`",
@@ -578,7 +583,7 @@ declare! {
     /// Log level.
     LOG_LEVEL {
         group: Group::Logging,
-        default: Default::Value("INFO"),
+        default: DefaultValue::Literal("INFO"),
         rule: Rule::Choice {
             options: &["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
             aliases: &[("WARN", "WARNING"), ("CRITICAL", "ERROR")],
@@ -589,7 +594,7 @@ declare! {
     /// Log format.
     LOG_FORMAT {
         group: Group::Logging,
-        default: Default::Value("json"),
+        default: DefaultValue::Literal("json"),
         rule: Rule::Choice { options: &["json", "text"], aliases: &[] },
         show: |c| format!("{:?}", c.log_format).to_lowercase(),
         help: "`json` (one object per line) or `text`",
@@ -644,6 +649,10 @@ mod tests {
         assert_eq!(names.len(), VARS.len(), "a variable is declared twice");
         assert_eq!(SECRET_KEY.file_var, "SECRET_KEY_FILE");
         assert_eq!(MASTER_KEY.aws_var, "MASTER_KEY_AWS_SECRET_ID");
+        assert!(MASTER_KEY.aws_var.ends_with(crate::secrets::AWS_SECRET_ID_SUFFIX));
+        // The help states the strength threshold the code applies.
+        let threshold = format!("{:.0} bits", super::super::strength::MIN_ESTIMATED_BITS);
+        assert!(SECRET_KEY.help.contains(&threshold), "{}", SECRET_KEY.help);
     }
 
     #[test]
@@ -663,14 +672,13 @@ mod tests {
     #[test]
     fn every_integer_rule_is_enforced_at_its_bounds() {
         for var in VARS {
-            let Rule::Int { min, max } = var.rule else { continue };
+            let (Rule::Int { min, max } | Rule::Interval { min, max }) = var.rule else {
+                continue;
+            };
             // Settings that depend on another are checked with that one out of the way.
             let mut base = Vars::new();
             if var.name == KEY_PUBLISH_DELAY.name || var.name == KEY_RELOAD_SECONDS.name {
                 base.insert(KEY_PUBLISH_DELAY.name.to_owned(), "0".to_owned());
-            }
-            if var.name == KEY_ROTATION_INTERVAL.name {
-                continue;
             }
             for (value, accepted) in [(min, true), (max, true), (min - 1, false), (max + 1, false)] {
                 let mut vars = base.clone();
