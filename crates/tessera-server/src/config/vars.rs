@@ -8,7 +8,7 @@
 //! configuration tables ([`markdown_tables`], kept equal to README by a test). The model is
 //! ripgrep's `flags/defs.rs`, where one `Flag` impl feeds parsing, `--help` and the man page.
 //!
-//! The [`declare!`] macro makes each entry a constant named after the variable itself, so the
+//! The `declare!` macro makes each entry a constant named after the variable itself, so the
 //! parser writes `r.int(&vars::KEY_RELOAD_SECONDS)` and cannot misspell a name, and it puts
 //! every entry in [`VARS`] so nothing declared can be left out of `config check` or README.
 
