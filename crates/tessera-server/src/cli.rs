@@ -196,8 +196,14 @@ pub fn load_config() -> Result<Config, ExitCode> {
 pub fn config_check() -> ExitCode {
     match load_config() {
         Ok(config) => {
-            for (name, value) in config.redacted_summary() {
-                println!("{name}={value}");
+            // One `# group` heading per concern, then its variables, as declared.
+            let mut group = None;
+            for var in config::VARS {
+                if group != Some(var.group) {
+                    group = Some(var.group);
+                    println!("# {}", var.group.title().to_lowercase());
+                }
+                println!("{}={}", var.name, (var.show)(&config));
             }
             println!("# configuration is valid");
             ExitCode::SUCCESS

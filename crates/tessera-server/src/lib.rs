@@ -8,7 +8,7 @@
 //!   unified error format in English and Chinese (S5), the middleware stack.
 //! - [`app`]: the application services (A1): register, login, refresh, logout, sessions,
 //!   authentication, rate limits, account administration. Plain Rust, no HTTP.
-//! - Infrastructure the services use: [`config`] (S11), [`secrets`] (S3), [`keys`] (S3, B1),
+//! - Infrastructure the services use: [`config`] (S11; with `config::secrets`, S3), [`keys`] (S3, B1),
 //!   [`hashing`] (B8), [`revocation`] (B3, B9), [`backends`] (B9), [`token_cache`] (S8),
 //!   [`metrics`] (S10), [`telemetry`] (S6), [`clock`] (A4).
 //!
@@ -25,7 +25,6 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod revocation;
-pub mod secrets;
 pub mod telemetry;
 pub mod token_cache;
 

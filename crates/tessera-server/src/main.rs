@@ -56,6 +56,7 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {bind}"))?;
     let address = listener.local_addr()?;
     let config = &app.state.config;
+    let limits = tessera_server::ConnectionLimits::from_config(config);
     // /metrics on its own listener when METRICS_ADDR is set (so it need not be public).
     let metrics_address = match config.metrics_addr {
         Some(metrics_bind) => {
@@ -66,7 +67,6 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
             let router = tessera_server::http::metrics_router(app.state.clone());
             tokio::spawn(async move {
                 // The same connection bounds as the main listener; it lives as long as the process.
-                let limits = tessera_server::ConnectionLimits::default();
                 let forever = std::future::pending::<()>();
                 if let Err(error) = tessera_server::http::serve::serve(router, metrics_listener, limits, forever).await
                 {
@@ -87,11 +87,5 @@ async fn serve(config: tessera_server::config::Config) -> anyhow::Result<()> {
         keys = app.state.keys.source,
         "tessera listening on http://{address}"
     );
-    tessera_server::serve(
-        app,
-        listener,
-        tessera_server::ConnectionLimits::default(),
-        tessera_server::shutdown_signal(),
-    )
-    .await
+    tessera_server::serve(app, listener, limits, tessera_server::shutdown_signal()).await
 }

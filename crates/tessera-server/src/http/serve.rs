@@ -72,6 +72,18 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+impl ConnectionLimits {
+    /// The limits configured by HEADER_READ_TIMEOUT_SECS, IDLE_TIMEOUT_SECS and
+    /// MAX_CONNECTIONS.
+    pub fn from_config(config: &crate::config::Config) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        }
+    }
+}
+
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
         ConnectionLimits {

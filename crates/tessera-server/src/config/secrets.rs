@@ -23,10 +23,9 @@
 //! the SDK call runs on a small current-thread runtime on its own short-lived thread, created
 //! only when a secret id is configured.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::config::{ConfigError, Secret, Vars};
+use super::{ConfigError, Secret, Vars};
 
 /// Suffix of the variable that names a secret in AWS Secrets Manager: `<NAME>_AWS_SECRET_ID`.
 pub const AWS_SECRET_ID_SUFFIX: &str = "_AWS_SECRET_ID";
@@ -51,26 +50,16 @@ fn get<'a>(vars: &'a Vars, var: &str) -> Option<&'a str> {
     vars.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
-/// `ConfigError::var` is `&'static str`; the `<NAME>_AWS_SECRET_ID` names are made at run time,
-/// so each distinct one is leaked once (a handful per process, only when configured).
-fn static_name(name: String) -> &'static str {
-    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = names.iter().find(|known| **known == name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.into_boxed_str());
-    names.push(leaked);
-    leaked
-}
-
-/// The AWS secret configured for `name` (`<name>_AWS_SECRET_ID`), if any. `other_sources` are
-/// the variables of the other sources of the same secret (`name`, `<name>_FILE`): setting one of
-/// them as well is an error.
-pub fn aws_secret_id(vars: &Vars, name: &str, other_sources: &[&str]) -> Result<Option<AwsSecretId>, ConfigError> {
-    let id_var = format!("{name}{AWS_SECRET_ID_SUFFIX}");
-    let Some(id) = get(vars, &id_var) else { return Ok(None) };
-    let var = static_name(id_var);
+/// The AWS secret configured in `id_var` (`<NAME>_AWS_SECRET_ID`, from the secret's declaration
+/// in [`crate::config::vars`]), if any. `other_sources` are the variables of the other sources of
+/// the same secret (`<NAME>`, `<NAME>_FILE`): setting one of them as well is an error.
+pub fn aws_secret_id(
+    vars: &Vars,
+    id_var: &'static str,
+    other_sources: &[&str],
+) -> Result<Option<AwsSecretId>, ConfigError> {
+    let Some(id) = get(vars, id_var) else { return Ok(None) };
+    let var = id_var;
     if let Some(other) = other_sources.iter().find(|other| get(vars, other).is_some()) {
         return Err(ConfigError {
             var,
@@ -112,7 +101,7 @@ mod aws {
     use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 
     use super::{AwsSecretId, CONNECT_TIMEOUT, OPERATION_TIMEOUT, get};
-    use crate::config::{ConfigError, Secret, Vars};
+    use super::{ConfigError, Secret, Vars};
 
     /// Where and as whom to call. Holds credentials: no `Debug`.
     struct Settings {
@@ -292,7 +281,7 @@ mod tests {
     #[test]
     fn the_id_variable_is_derived_from_any_secret_name() {
         let v = vars(&[("MASTER_KEY_AWS_SECRET_ID", " prod/master ")]);
-        let found = aws_secret_id(&v, "MASTER_KEY", &["MASTER_KEY", "MASTER_KEY_FILE"]);
+        let found = aws_secret_id(&v, "MASTER_KEY_AWS_SECRET_ID", &["MASTER_KEY", "MASTER_KEY_FILE"]);
         assert_eq!(
             found,
             Ok(Some(AwsSecretId {
@@ -300,9 +289,13 @@ mod tests {
                 id: "prod/master".to_owned()
             }))
         );
-        assert_eq!(aws_secret_id(&v, "SECRET_KEY", &["SECRET_KEY"]), Ok(None));
+        assert_eq!(aws_secret_id(&v, "SECRET_KEY_AWS_SECRET_ID", &["SECRET_KEY"]), Ok(None));
         assert_eq!(
-            aws_secret_id(&vars(&[("SECRET_KEY_AWS_SECRET_ID", "  ")]), "SECRET_KEY", &[]),
+            aws_secret_id(
+                &vars(&[("SECRET_KEY_AWS_SECRET_ID", "  ")]),
+                "SECRET_KEY_AWS_SECRET_ID",
+                &[]
+            ),
             Ok(None)
         );
     }
@@ -310,19 +303,11 @@ mod tests {
     #[test]
     fn a_second_source_for_the_same_name_is_an_error() {
         let v = vars(&[("SECRET_KEY_FILE", "/run/secrets/k"), ("SECRET_KEY_AWS_SECRET_ID", "x")]);
-        let Err(error) = aws_secret_id(&v, "SECRET_KEY", &["SECRET_KEY", "SECRET_KEY_FILE"]) else {
+        let Err(error) = aws_secret_id(&v, "SECRET_KEY_AWS_SECRET_ID", &["SECRET_KEY", "SECRET_KEY_FILE"]) else {
             unreachable!("two sources must be refused");
         };
         assert_eq!(error.var, "SECRET_KEY_AWS_SECRET_ID");
         assert!(error.rule.contains("SECRET_KEY_FILE is set too"), "{}", error.rule);
-    }
-
-    #[test]
-    fn names_are_interned_once() {
-        assert!(std::ptr::eq(
-            static_name("A_AWS_SECRET_ID".to_owned()),
-            static_name("A_AWS_SECRET_ID".to_owned())
-        ));
     }
 
     #[cfg(not(feature = "aws"))]

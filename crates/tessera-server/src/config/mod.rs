@@ -1,21 +1,34 @@
 //! Configuration (S11): the seed's environment variable names and defaults, plus Tessera's own.
 //!
 //! Loading has two stages. The raw stage is a map of variables (the process environment, with
-//! a `.env` file filling in what the environment does not set). [`Config::from_vars`] then
-//! parses and checks every value once, at start-up: an invalid value stops the process with
-//! exit code 2 and one line naming the variable and the rule it breaks. Nothing downstream
-//! re-parses configuration.
+//! a `.env` file filling in what the environment does not set, read as python-dotenv reads it:
+//! [`dotenv`]). [`Config::from_vars`] then parses and checks every value once, at start-up: an
+//! invalid value stops the process with exit code 2 and one line naming the variable and the
+//! rule it breaks. Nothing downstream re-parses configuration.
+//!
+//! Each variable is declared once, in [`vars`] (name, group, default, rule, help, how `config
+//! check` shows it); the parser, `tessera config check` and README's tables all come from there.
+//! [`Config`] itself stays flat (`config.cookie_secure`), so code that reads it does not care
+//! how the variables are grouped. Configured secrets must not be weak ([`strength`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 use tessera_core::Algorithm;
 use tessera_core::limits::RateLimitSpec;
 use tessera_core::password::PasswordParams;
 use zeroize::Zeroizing;
+
+pub mod dotenv;
+pub mod secrets;
+pub mod strength;
+pub mod vars;
+
+pub use vars::{VARS, Var};
 
 /// Minimum length of SECRET_KEY and REFRESH_SECRET_KEY, in bytes (S3).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -247,6 +260,12 @@ pub struct Config {
     /// Separate listen address for `GET /metrics` (METRICS_ADDR). When set, the main listener
     /// does not serve /metrics, so it need not be public.
     pub metrics_addr: Option<SocketAddr>,
+    /// Time a client has to send the request head (HEADER_READ_TIMEOUT_SECS).
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may stay idle (IDLE_TIMEOUT_SECS).
+    pub idle_timeout: Duration,
+    /// Concurrent connections accepted; beyond it new ones are refused (MAX_CONNECTIONS).
+    pub max_connections: usize,
     /// Directory for the embedded database (DATA_DIR).
     pub data_dir: PathBuf,
     /// Database (DATABASE_URL).
@@ -293,6 +312,10 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `SameSite` cookie attribute (COOKIE_SAMESITE).
     pub cookie_samesite: SameSite,
+    /// Cookie names `__Host-access_token` / `__Secure-refresh_token` instead of the seed's
+    /// `access_token` / `refresh_token` (COOKIE_PREFIXES, resolved: `auto` follows
+    /// COOKIE_SECURE).
+    pub cookie_prefixes: bool,
     /// Origins allowed to call the API from a browser with credentials (CORS_ORIGINS).
     pub cors_origins: Vec<String>,
     /// Login attempts per client IP (RATE_LIMIT_LOGIN).
@@ -325,8 +348,6 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Per-request timeout in seconds (REQUEST_TIMEOUT_SECONDS).
     pub request_timeout_secs: u64,
-    /// `__Host-`/`__Secure-` cookie names (COOKIE_PREFIXES; interim until the config rewrite).
-    pub cookie_prefixes: bool,
 }
 
 /// A variable map: the environment, with `.env` underneath.
@@ -334,69 +355,123 @@ pub type Vars = HashMap<String, String>;
 
 /// Reads the process environment, filling gaps from `.env` in the working directory when the
 /// file exists. Variables already in the environment win, as with python-dotenv's default.
+/// The file is read with python-dotenv's rules ([`dotenv`]).
 pub fn vars_from_environment() -> Result<Vars, ConfigError> {
+    let environment: Vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     let mut vars: Vars = HashMap::new();
-    match dotenvy::from_path_iter(".env") {
-        Ok(iter) => {
-            for item in iter {
-                let (key, value) = item.map_err(|e| invalid("ENV_FILE", format!(".env could not be parsed: {e}")))?;
-                vars.insert(key, value);
-            }
+    match std::fs::read_to_string(".env") {
+        Ok(text) => {
+            let assignments =
+                dotenv::parse(&text, &environment).map_err(|e| invalid("ENV_FILE", format!(".env {e}")))?;
+            vars.extend(assignments);
         }
-        Err(e) if e.not_found() => {}
-        Err(e) => return Err(invalid("ENV_FILE", format!(".env could not be read: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(invalid("ENV_FILE", format!(".env could not be read: {}", e.kind()))),
     }
-    vars.extend(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))));
+    vars.extend(environment);
     Ok(vars)
 }
 
+/// Reads variables through their declarations ([`vars::Var`]): the name for errors, the
+/// literal default, the range or the choices.
 struct Reader<'a> {
     vars: &'a Vars,
 }
 
 impl Reader<'_> {
     /// The trimmed value, `None` when unset or empty.
-    fn get(&self, var: &str) -> Option<&str> {
-        self.vars.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+    fn get(&self, var: &Var) -> Option<&str> {
+        self.get_name(var.name)
     }
 
-    fn parse_int<T>(&self, var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let Some(raw) = self.get(var) else { return Ok(default) };
-        let value: T = raw
-            .parse()
-            .map_err(|_| invalid(var, format!("must be a whole number from {min} to {max} (got {raw:?})")))?;
+    fn get_name(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// The value, else the declared literal default.
+    fn value(&self, var: &Var) -> Option<&str> {
+        self.get(var).or(var.default.literal())
+    }
+
+    /// A whole number within the declared range; `None` when unset with no literal default.
+    fn int_opt<T: TryFrom<i64>>(&self, var: &Var) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = self.value(var) else { return Ok(None) };
+        let (min, max) = match var.rule {
+            vars::Rule::Int { min, max } | vars::Rule::Interval { min, max } => (min, max),
+            _ => (i64::MIN, i64::MAX),
+        };
+        let value: i64 = raw.parse().map_err(|_| {
+            invalid(
+                var.name,
+                format!("must be a whole number from {min} to {max} (got {raw:?})"),
+            )
+        })?;
         if value < min || value > max {
-            return Err(invalid(var, format!("must be from {min} to {max} (got {value})")));
+            return Err(invalid(var.name, format!("must be from {min} to {max} (got {value})")));
         }
-        Ok(value)
+        T::try_from(value)
+            .map(Some)
+            .map_err(|_| invalid(var.name, format!("must be from {min} to {max} (got {value})")))
     }
 
-    fn parse_bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        let Some(raw) = self.get(var) else { return Ok(default) };
+    /// A whole number within the declared range, the declared default when unset.
+    fn int<T: TryFrom<i64>>(&self, var: &Var) -> Result<T, ConfigError> {
+        self.int_opt(var)?
+            .ok_or_else(|| invalid(var.name, "must be set (it has no default)"))
+    }
+
+    fn bool(&self, var: &Var) -> Result<bool, ConfigError> {
+        let raw = self.value(var).unwrap_or("false");
         match raw.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(invalid(var, format!("must be true or false (got {raw:?})"))),
+            _ => Err(invalid(var.name, format!("must be true or false (got {raw:?})"))),
         }
     }
 
-    fn parse_limit(&self, var: &'static str, default: &str) -> Result<RateLimitSpec, ConfigError> {
-        self.get(var)
-            .unwrap_or(default)
+    /// One of the declared options (any case, aliases resolved), as declared.
+    fn choice(&self, var: &Var) -> Result<&'static str, ConfigError> {
+        let vars::Rule::Choice { options, aliases } = var.rule else {
+            return Err(invalid(var.name, "is not declared as a choice"));
+        };
+        let raw = self.value(var).unwrap_or_default();
+        let found = options.iter().find(|o| o.eq_ignore_ascii_case(raw)).or_else(|| {
+            aliases
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(raw))
+                .map(|(_, o)| o)
+        });
+        found.copied().ok_or_else(|| {
+            let (last, rest) = options.split_last().unwrap_or((&"", &[]));
+            invalid(var.name, format!("must be {} or {last} (got {raw:?})", rest.join(", ")))
+        })
+    }
+
+    fn limit(&self, var: &Var) -> Result<RateLimitSpec, ConfigError> {
+        self.value(var)
+            .unwrap_or_default()
             .parse()
-            .map_err(|e: tessera_core::limits::LimitParseError| invalid(var, e.to_string()))
+            .map_err(|e: tessera_core::limits::LimitParseError| invalid(var.name, e.to_string()))
+    }
+
+    fn address(&self, var: &Var, example: &str) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(raw) = self.value(var) else { return Ok(None) };
+        raw.parse()
+            .map(Some)
+            .map_err(|_| invalid(var.name, format!("must be host:port, e.g. {example} (got {raw:?})")))
     }
 
     /// A secret from `VAR`, else from the file named by `VAR_FILE`, else from AWS Secrets Manager
-    /// when `VAR_AWS_SECRET_ID` is set ([`crate::secrets`]). At most one source may be set.
-    fn secret(&self, var: &'static str, file_var: &'static str) -> Result<Option<Secret>, ConfigError> {
-        let aws = crate::secrets::aws_secret_id(self.vars, var, &[var, file_var])?;
-        let mut source = var;
-        let secret = match (self.get(var), self.get(file_var)) {
-            (Some(_), Some(_)) => return Err(invalid(var, format!("set either {var} or {file_var}, not both"))),
+    /// when `VAR_AWS_SECRET_ID` is set ([`secrets`]). At most one source may be set. It
+    /// must be long enough and not weak ([`strength`]).
+    fn secret(&self, var: &Var) -> Result<Option<Secret>, ConfigError> {
+        let (name, file_var) = (var.name, var.file_var);
+        let aws = crate::config::secrets::aws_secret_id(self.vars, var.aws_var, &[name, file_var])?;
+        let mut source = name;
+        let secret = match (self.get_name(name), self.get_name(file_var)) {
+            (Some(_), Some(_)) => return Err(invalid(name, format!("set either {name} or {file_var}, not both"))),
             (Some(value), None) => Secret::new(value.as_bytes().to_vec()),
             (None, Some(path)) => {
                 let bytes = std::fs::read(path)
@@ -422,7 +497,34 @@ impl Reader<'_> {
                 ),
             ));
         }
+        if let Some(rule) = strength::weakness(secret.expose()) {
+            return Err(invalid(source, rule));
+        }
         Ok(Some(secret))
+    }
+
+    /// A list of previous secrets: a JSON list of strings or a comma-separated list, each at
+    /// least 32 bytes and not weak.
+    fn secret_list(&self, var: &Var) -> Result<Vec<Secret>, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(Vec::new());
+        };
+        let items = parse_list(raw).map_err(|()| invalid(var.name, LIST_RULE))?;
+        items
+            .into_iter()
+            .map(|item| {
+                if item.len() < MIN_SECRET_BYTES {
+                    return Err(invalid(
+                        var.name,
+                        format!("every entry must be at least {MIN_SECRET_BYTES} bytes"),
+                    ));
+                }
+                if let Some(rule) = strength::weakness(item.as_bytes()) {
+                    return Err(invalid(var.name, format!("an entry {rule}")));
+                }
+                Ok(Secret::new(item.into_bytes()))
+            })
+            .collect()
     }
 }
 
@@ -431,52 +533,43 @@ impl Config {
     pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
         let r = Reader { vars };
 
-        let bind_raw = r.get("BIND_ADDR").unwrap_or("127.0.0.1:8000");
-        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
-            invalid(
-                "BIND_ADDR",
-                format!("must be host:port, e.g. 127.0.0.1:8000 (got {bind_raw:?})"),
-            )
-        })?;
-
-        let metrics_addr = match r.get("METRICS_ADDR") {
-            None => None,
-            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "METRICS_ADDR",
-                    format!("must be host:port, e.g. 127.0.0.1:9100 (got {raw:?})"),
-                )
-            })?),
-        };
+        let bind = r
+            .address(&vars::BIND_ADDR, "127.0.0.1:8000")?
+            .ok_or_else(|| invalid(vars::BIND_ADDR.name, "must be set"))?;
+        let metrics_addr = r.address(&vars::METRICS_ADDR, "127.0.0.1:9100")?;
         if metrics_addr.is_some_and(|m| m == bind && m.port() != 0) {
-            return Err(invalid("METRICS_ADDR", "must differ from BIND_ADDR".to_owned()));
+            return Err(invalid(
+                vars::METRICS_ADDR.name,
+                "must differ from BIND_ADDR".to_owned(),
+            ));
         }
 
-        let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or("./data"));
-        let database = match r.get("DATABASE_URL") {
+        let data_dir = PathBuf::from(r.value(&vars::DATA_DIR).unwrap_or_default());
+        let database = match r.get(&vars::DATABASE_URL) {
             None => Database::Sqlite(data_dir.join("tessera.db")),
             Some(url) => parse_database_url(url)?,
         };
-        let redis_url = match r.get("REDIS_URL") {
+        let redis_url = match r.get(&vars::REDIS_URL) {
             None => None,
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Some(ServiceUrl(url.to_owned()))
             }
             Some(_) => {
                 return Err(invalid(
-                    "REDIS_URL",
+                    vars::REDIS_URL.name,
                     "must start with redis:// (e.g. redis://127.0.0.1:6379/0)",
                 ));
             }
         };
-        if redis_url.is_none() && r.parse_bool("TOKEN_CACHE_REDIS", false)? {
+        let token_cache_redis = r.bool(&vars::TOKEN_CACHE_REDIS)?;
+        if redis_url.is_none() && token_cache_redis {
             return Err(invalid(
-                "TOKEN_CACHE_REDIS",
+                vars::TOKEN_CACHE_REDIS.name,
                 "needs REDIS_URL (the shared layer lives in Redis)",
             ));
         }
-        let redis_prefix = r.get("REDIS_KEY_PREFIX").unwrap_or("tessera:").to_owned();
-        let trusted_proxies = match r.get("TRUSTED_PROXIES") {
+        let redis_prefix = r.value(&vars::REDIS_KEY_PREFIX).unwrap_or_default().to_owned();
+        let trusted_proxies = match r.get(&vars::TRUSTED_PROXIES) {
             None => Vec::new(),
             Some(list) => list
                 .split(',')
@@ -485,7 +578,7 @@ impl Config {
                 .map(|item| {
                     item.parse::<IpNet>().map_err(|()| {
                         invalid(
-                            "TRUSTED_PROXIES",
+                            vars::TRUSTED_PROXIES.name,
                             format!("{item:?} is not an IP address or CIDR network like 10.0.0.0/8"),
                         )
                     })
@@ -493,17 +586,18 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
         };
 
-        let algorithm_raw = r.get("ALGORITHM").unwrap_or("HS256");
-        let algorithm: Algorithm = algorithm_raw
+        let algorithm: Algorithm = r
+            .value(&vars::ALGORITHM)
+            .unwrap_or_default()
             .parse()
-            .map_err(|e: tessera_core::jws::UnknownAlgorithm| invalid("ALGORITHM", e.to_string()))?;
+            .map_err(|e: tessera_core::jws::UnknownAlgorithm| invalid(vars::ALGORITHM.name, e.to_string()))?;
 
-        let secret_key = r.secret("SECRET_KEY", "SECRET_KEY_FILE")?;
-        let refresh_secret_key = r.secret("REFRESH_SECRET_KEY", "REFRESH_SECRET_KEY_FILE")?;
+        let secret_key = r.secret(&vars::SECRET_KEY)?;
+        let refresh_secret_key = r.secret(&vars::REFRESH_SECRET_KEY)?;
         if let Some(secret) = &secret_key {
             if !algorithm.is_symmetric() {
                 return Err(invalid(
-                    "SECRET_KEY",
+                    vars::SECRET_KEY.name,
                     format!(
                         "is an HMAC secret and cannot be used with ALGORITHM={algorithm}; unset it and Tessera manages {algorithm} keys itself"
                     ),
@@ -512,13 +606,13 @@ impl Config {
             let min = tessera_core::keys::min_hmac_secret_len(algorithm);
             if secret.expose().len() < min {
                 return Err(invalid(
-                    "SECRET_KEY",
+                    vars::SECRET_KEY.name,
                     format!("must be at least {min} bytes for {algorithm}"),
                 ));
             }
             if refresh_secret_key.is_none() {
                 return Err(invalid(
-                    "REFRESH_SECRET_KEY",
+                    vars::REFRESH_SECRET_KEY.name,
                     "must be set when SECRET_KEY is set (or unset both for managed keys)",
                 ));
             }
@@ -526,111 +620,113 @@ impl Config {
         if let (Some(access), Some(refresh)) = (&secret_key, &refresh_secret_key)
             && access == refresh
         {
-            return Err(invalid("REFRESH_SECRET_KEY", "must differ from SECRET_KEY"));
+            return Err(invalid(vars::REFRESH_SECRET_KEY.name, "must differ from SECRET_KEY"));
         }
         if refresh_secret_key.is_some() && secret_key.is_none() && algorithm.is_symmetric() {
             return Err(invalid(
-                "SECRET_KEY",
+                vars::SECRET_KEY.name,
                 "must be set when REFRESH_SECRET_KEY is set (or unset both for managed keys)",
             ));
         }
 
-        let access_ttl_secs = match r.get("ACCESS_TOKEN_EXPIRE_SECONDS") {
-            Some(_) => r.parse_int("ACCESS_TOKEN_EXPIRE_SECONDS", 900, 1, 86_400)?,
-            None => r.parse_int("ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 1_440)? * 60,
+        let access_ttl_secs: i64 = match r.int_opt(&vars::ACCESS_TOKEN_EXPIRE_SECONDS)? {
+            Some(seconds) => seconds,
+            None => r.int::<i64>(&vars::ACCESS_TOKEN_EXPIRE_MINUTES)? * 60,
         };
-        let refresh_ttl_secs = r.parse_int("REFRESH_TOKEN_EXPIRE_DAYS", 7i64, 1, 365)? * 86_400;
+        let refresh_ttl_secs = r.int::<i64>(&vars::REFRESH_TOKEN_EXPIRE_DAYS)? * 86_400;
 
-        let cookie_secure = r.parse_bool("COOKIE_SECURE", true)?;
-        let samesite_raw = r.get("COOKIE_SAMESITE").unwrap_or("lax");
-        let cookie_samesite = match samesite_raw.to_ascii_lowercase().as_str() {
-            "lax" => SameSite::Lax,
+        let cookie_secure = r.bool(&vars::COOKIE_SECURE)?;
+        let cookie_samesite = match r.choice(&vars::COOKIE_SAMESITE)? {
             "strict" => SameSite::Strict,
             "none" => SameSite::None,
-            _ => {
-                return Err(invalid(
-                    "COOKIE_SAMESITE",
-                    format!("must be lax, strict or none (got {samesite_raw:?})"),
-                ));
-            }
+            _ => SameSite::Lax,
         };
         if cookie_samesite == SameSite::None && !cookie_secure {
             return Err(invalid(
-                "COOKIE_SAMESITE",
+                vars::COOKIE_SAMESITE.name,
                 "none requires COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)",
             ));
         }
+        let cookie_prefixes = match r.choice(&vars::COOKIE_PREFIXES)? {
+            "on" => true,
+            "off" => false,
+            _ => cookie_secure,
+        };
+        if cookie_prefixes && !cookie_secure {
+            return Err(invalid(
+                vars::COOKIE_PREFIXES.name,
+                "on requires COOKIE_SECURE=true (browsers drop __Host- and __Secure- cookies without Secure)",
+            ));
+        }
 
-        let cors_origins = parse_origins(r.get("CORS_ORIGINS"))?;
+        let cors_origins = parse_origins(r.get(&vars::CORS_ORIGINS))?;
 
-        let log_level_raw = r.get("LOG_LEVEL").unwrap_or("INFO");
-        let log_level = match log_level_raw.to_ascii_lowercase().as_str() {
-            "trace" => "trace",
-            "debug" => "debug",
-            "info" => "info",
-            "warn" | "warning" => "warn",
-            "error" | "critical" => "error",
-            _ => {
-                return Err(invalid(
-                    "LOG_LEVEL",
-                    format!("must be TRACE, DEBUG, INFO, WARNING or ERROR (got {log_level_raw:?})"),
-                ));
-            }
+        let log_level = match r.choice(&vars::LOG_LEVEL)? {
+            "TRACE" => "trace",
+            "DEBUG" => "debug",
+            "WARNING" => "warn",
+            "ERROR" => "error",
+            _ => "info",
         }
         .to_owned();
-        let log_format = match r.get("LOG_FORMAT").unwrap_or("json").to_ascii_lowercase().as_str() {
-            "json" => LogFormat::Json,
+        let log_format = match r.choice(&vars::LOG_FORMAT)? {
             "text" => LogFormat::Text,
-            other => return Err(invalid("LOG_FORMAT", format!("must be json or text (got {other:?})"))),
+            _ => LogFormat::Json,
         };
-        let token_delivery = match r.get("TOKEN_DELIVERY").unwrap_or("both").to_ascii_lowercase().as_str() {
+        let token_delivery = match r.choice(&vars::TOKEN_DELIVERY)? {
             "cookie" => TokenDelivery::Cookie,
             "body" => TokenDelivery::Body,
-            "both" => TokenDelivery::Both,
-            other => {
-                return Err(invalid(
-                    "TOKEN_DELIVERY",
-                    format!("must be cookie, body or both (got {other:?})"),
-                ));
-            }
+            _ => TokenDelivery::Both,
         };
 
-        let defaults = PasswordParams::default();
         let password_params = PasswordParams {
-            memory_kib: r.parse_int("PASSWORD_HASH_MEMORY_KIB", defaults.memory_kib, 8, 4 * 1024 * 1024)?,
-            iterations: r.parse_int("PASSWORD_HASH_ITERATIONS", defaults.iterations, 1, 100)?,
-            parallelism: r.parse_int("PASSWORD_HASH_PARALLELISM", defaults.parallelism, 1, 64)?,
+            memory_kib: r.int(&vars::PASSWORD_HASH_MEMORY_KIB)?,
+            iterations: r.int(&vars::PASSWORD_HASH_ITERATIONS)?,
+            parallelism: r.int(&vars::PASSWORD_HASH_PARALLELISM)?,
         };
         if password_params.memory_kib < 8 * password_params.parallelism {
             return Err(invalid(
-                "PASSWORD_HASH_MEMORY_KIB",
+                vars::PASSWORD_HASH_MEMORY_KIB.name,
                 "must be at least 8 KiB per lane of PASSWORD_HASH_PARALLELISM",
             ));
         }
-        let key_reload_secs: u64 = r.parse_int("KEY_RELOAD_SECONDS", 5, 1, 300)?;
-        let key_publish_delay_secs: i64 = r.parse_int("KEY_PUBLISH_DELAY", 3_600, 0, 30 * 86_400)?;
+        let key_reload_secs: u64 = r.int(&vars::KEY_RELOAD_SECONDS)?;
+        let key_publish_delay_secs: i64 = r.int(&vars::KEY_PUBLISH_DELAY)?;
         if key_publish_delay_secs > 0 && key_publish_delay_secs < key_reload_secs as i64 * 2 {
             return Err(invalid(
-                "KEY_PUBLISH_DELAY",
+                vars::KEY_PUBLISH_DELAY.name,
                 format!(
                     "must be 0 or at least twice KEY_RELOAD_SECONDS ({key_reload_secs} s), so every instance knows a key before it signs"
                 ),
             ));
         }
         // Off by default for HMAC (operators rotate their own secrets), monthly for key pairs.
-        let key_rotation_interval_secs = match r.get("KEY_ROTATION_INTERVAL").map(str::to_ascii_lowercase).as_deref() {
+        let key_rotation_interval_secs = match r
+            .get(&vars::KEY_ROTATION_INTERVAL)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("off" | "0" | "never") => None,
             None if algorithm.is_symmetric() => None,
             None => Some(30 * 86_400),
-            Some(_) => Some(r.parse_int("KEY_ROTATION_INTERVAL", 0, 60, 3_650 * 86_400)?),
+            Some(_) => r.int_opt(&vars::KEY_ROTATION_INTERVAL)?,
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // Half the cores by default: a login flood must leave CPU for token-verified requests (B8).
-        let default_workers = cores.div_ceil(2).max(1);
+        let hash_workers = match r.int_opt(&vars::HASH_WORKERS)? {
+            Some(workers) => workers,
+            // Half the cores by default: a login flood must leave CPU for token-verified
+            // requests (B8).
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .div_ceil(2)
+                .max(1),
+        };
 
         let config = Config {
             bind,
             metrics_addr,
+            header_read_timeout: Duration::from_secs(r.int(&vars::HEADER_READ_TIMEOUT_SECS)?),
+            idle_timeout: Duration::from_secs(r.int(&vars::IDLE_TIMEOUT_SECS)?),
+            max_connections: r.int(&vars::MAX_CONNECTIONS)?,
             data_dir,
             database,
             algorithm,
@@ -640,36 +736,36 @@ impl Config {
             refresh_ttl_secs,
             cookie_secure,
             cookie_samesite,
+            cookie_prefixes,
             cors_origins,
-            rate_limit_login: r.parse_limit("RATE_LIMIT_LOGIN", "5/minute")?,
-            rate_limit_register: r.parse_limit("RATE_LIMIT_REGISTER", "3/hour")?,
-            rate_limit_api: r.parse_limit("RATE_LIMIT_API", "100/hour")?,
-            rate_limit_login_account: r.parse_limit("RATE_LIMIT_LOGIN_ACCOUNT", "10/minute;50/hour")?,
+            rate_limit_login: r.limit(&vars::RATE_LIMIT_LOGIN)?,
+            rate_limit_register: r.limit(&vars::RATE_LIMIT_REGISTER)?,
+            rate_limit_api: r.limit(&vars::RATE_LIMIT_API)?,
+            rate_limit_login_account: r.limit(&vars::RATE_LIMIT_LOGIN_ACCOUNT)?,
             redis_url,
             redis_prefix,
             trusted_proxies,
-            revocation_poll_millis: r.parse_int("REVOCATION_POLL_MILLIS", 500, 50, 60_000)?,
-            token_cache_size: r.parse_int("TOKEN_CACHE_SIZE", 10_000, 0, 10_000_000)?,
-            token_cache_redis: r.parse_bool("TOKEN_CACHE_REDIS", false)?,
-            master_key: r.secret("MASTER_KEY", "MASTER_KEY_FILE")?,
+            revocation_poll_millis: r.int(&vars::REVOCATION_POLL_MILLIS)?,
+            token_cache_size: r.int(&vars::TOKEN_CACHE_SIZE)?,
+            token_cache_redis,
+            master_key: r.secret(&vars::MASTER_KEY)?,
             key_publish_delay_secs,
             key_rotation_interval_secs,
             key_reload_secs,
-            previous_secret_keys: parse_secret_list(&r, "PREVIOUS_SECRET_KEYS")?,
-            previous_refresh_secret_keys: parse_secret_list(&r, "PREVIOUS_REFRESH_SECRET_KEYS")?,
+            previous_secret_keys: r.secret_list(&vars::PREVIOUS_SECRET_KEYS)?,
+            previous_refresh_secret_keys: r.secret_list(&vars::PREVIOUS_REFRESH_SECRET_KEYS)?,
             log_level,
             log_format,
             token_delivery,
-            refresh_reuse_grace_secs: r.parse_int("REFRESH_REUSE_GRACE_SECONDS", 10, 0, 300)?,
-            issuer: r.get("TOKEN_ISSUER").unwrap_or("tessera").to_owned(),
-            audience: r.get("TOKEN_AUDIENCE").unwrap_or("tessera-api").to_owned(),
-            leeway_secs: r.parse_int("TOKEN_LEEWAY_SECONDS", 10, 0, 120)?,
+            refresh_reuse_grace_secs: r.int(&vars::REFRESH_REUSE_GRACE_SECONDS)?,
+            issuer: r.value(&vars::TOKEN_ISSUER).unwrap_or_default().to_owned(),
+            audience: r.value(&vars::TOKEN_AUDIENCE).unwrap_or_default().to_owned(),
+            leeway_secs: r.int(&vars::TOKEN_LEEWAY_SECONDS)?,
             password_params,
-            hash_workers: r.parse_int("HASH_WORKERS", default_workers, 1, 256)?,
-            hash_queue: r.parse_int("HASH_QUEUE_SIZE", 32, 1, 100_000)?,
-            max_body_bytes: r.parse_int("MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)?,
-            request_timeout_secs: r.parse_int("REQUEST_TIMEOUT_SECONDS", 30, 1, 600)?,
-            cookie_prefixes: false,
+            hash_workers,
+            hash_queue: r.int(&vars::HASH_QUEUE_SIZE)?,
+            max_body_bytes: r.int(&vars::MAX_BODY_BYTES)?,
+            request_timeout_secs: r.int(&vars::REQUEST_TIMEOUT_SECONDS)?,
         };
         Ok(config)
     }
@@ -693,167 +789,96 @@ impl Config {
         }
     }
 
-    /// The effective configuration as printable lines, secrets redacted (`tessera config check`).
+    /// The effective configuration as `NAME=value` pairs in declaration order, secrets redacted
+    /// (`tessera config check`; [`VARS`] gives each one's group).
     pub fn redacted_summary(&self) -> Vec<(&'static str, String)> {
-        let secret = |s: &Option<Secret>, managed: &str| match s {
-            Some(secret) => format!("[redacted, {} bytes]", secret.expose().len()),
-            None => managed.to_owned(),
-        };
-        vec![
-            ("BIND_ADDR", self.bind.to_string()),
-            (
-                "METRICS_ADDR",
-                self.metrics_addr
-                    .map_or_else(|| "(unset: /metrics on BIND_ADDR)".to_owned(), |a| a.to_string()),
-            ),
-            ("DATA_DIR", self.data_dir.display().to_string()),
-            ("DATABASE_URL", self.database.to_string()),
-            (
-                "REDIS_URL",
-                self.redis_url
-                    .as_ref()
-                    .map_or_else(|| "(unset: in-process state)".to_owned(), ToString::to_string),
-            ),
-            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
-            (
-                "TRUSTED_PROXIES",
-                format!(
-                    "{:?}",
-                    self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>()
-                ),
-            ),
-            ("RATE_LIMIT_LOGIN_ACCOUNT", self.rate_limit_login_account.to_string()),
-            ("REVOCATION_POLL_MILLIS", self.revocation_poll_millis.to_string()),
-            ("TOKEN_CACHE_SIZE", self.token_cache_size.to_string()),
-            ("TOKEN_CACHE_REDIS", self.token_cache_redis.to_string()),
-            (
-                "MASTER_KEY",
-                self.master_key.as_ref().map_or_else(
-                    || "(unset: stored private keys are not sealed)".to_owned(),
-                    |s| format!("[redacted, {} bytes]", s.expose().len()),
-                ),
-            ),
-            ("KEY_PUBLISH_DELAY", self.key_publish_delay_secs.to_string()),
-            (
-                "KEY_ROTATION_INTERVAL",
-                self.key_rotation_interval_secs
-                    .map_or_else(|| "off".to_owned(), |s| s.to_string()),
-            ),
-            ("KEY_RELOAD_SECONDS", self.key_reload_secs.to_string()),
-            (
-                "PREVIOUS_SECRET_KEYS",
-                format!("[{} redacted]", self.previous_secret_keys.len()),
-            ),
-            (
-                "PREVIOUS_REFRESH_SECRET_KEYS",
-                format!("[{} redacted]", self.previous_refresh_secret_keys.len()),
-            ),
-            ("ALGORITHM", self.algorithm.to_string()),
-            (
-                "SECRET_KEY",
-                secret(&self.secret_key, "(unset: managed key ring in the database)"),
-            ),
-            (
-                "REFRESH_SECRET_KEY",
-                secret(&self.refresh_secret_key, "(unset: managed key ring in the database)"),
-            ),
-            ("ACCESS_TOKEN_EXPIRE_SECONDS", self.access_ttl_secs.to_string()),
-            (
-                "REFRESH_TOKEN_EXPIRE_DAYS",
-                (self.refresh_ttl_secs / 86_400).to_string(),
-            ),
-            ("TOKEN_DELIVERY", format!("{:?}", self.token_delivery).to_lowercase()),
-            ("TOKEN_ISSUER", self.issuer.clone()),
-            ("TOKEN_AUDIENCE", self.audience.clone()),
-            ("TOKEN_LEEWAY_SECONDS", self.leeway_secs.to_string()),
-            ("REFRESH_REUSE_GRACE_SECONDS", self.refresh_reuse_grace_secs.to_string()),
-            ("COOKIE_SECURE", self.cookie_secure.to_string()),
-            ("COOKIE_SAMESITE", self.cookie_samesite.as_str().to_lowercase()),
-            ("CORS_ORIGINS", format!("{:?}", self.cors_origins)),
-            ("RATE_LIMIT_LOGIN", self.rate_limit_login.to_string()),
-            ("RATE_LIMIT_REGISTER", self.rate_limit_register.to_string()),
-            ("RATE_LIMIT_API", self.rate_limit_api.to_string()),
-            ("LOG_LEVEL", self.log_level.clone()),
-            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
-            (
-                "PASSWORD_HASH",
-                format!(
-                    "argon2id m={} KiB, t={}, p={}",
-                    self.password_params.memory_kib, self.password_params.iterations, self.password_params.parallelism
-                ),
-            ),
-            ("HASH_WORKERS", self.hash_workers.to_string()),
-            ("HASH_QUEUE_SIZE", self.hash_queue.to_string()),
-            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout_secs.to_string()),
-        ]
+        VARS.iter().map(|var| (var.name, (var.show)(self))).collect()
     }
 }
 
-/// A list of previous secrets: a JSON list of strings or a comma-separated list, each at least
-/// 32 bytes.
-fn parse_secret_list(r: &Reader<'_>, var: &'static str) -> Result<Vec<Secret>, ConfigError> {
-    let Some(raw) = r.get(var) else { return Ok(Vec::new()) };
-    let items: Vec<String> = if raw.starts_with('[') {
-        serde_json::from_str(raw)
-            .map_err(|_| invalid(var, "must be a JSON list of strings or a comma-separated list"))?
+/// The rule of list-valued variables.
+const LIST_RULE: &str = "must be a JSON list of strings or a comma-separated list";
+
+/// A JSON list of strings (`["a", "b"]`, as pydantic reads a `list` setting) or a comma list.
+fn parse_list(raw: &str) -> Result<Vec<String>, ()> {
+    if raw.starts_with('[') {
+        serde_json::from_str(raw).map_err(|_| ())
     } else {
-        raw.split(',')
+        Ok(raw
+            .split(',')
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
-            .collect()
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            if item.len() < MIN_SECRET_BYTES {
-                Err(invalid(
-                    var,
-                    format!("every entry must be at least {MIN_SECRET_BYTES} bytes"),
-                ))
-            } else {
-                Ok(Secret::new(item.into_bytes()))
-            }
-        })
-        .collect()
+            .collect())
+    }
 }
 
+/// SQLAlchemy's driver suffixes, accepted and ignored (Tessera has its own drivers).
+const SQLITE_DRIVERS: &[&str] = &["aiosqlite", "pysqlite"];
+/// See [`SQLITE_DRIVERS`].
+const POSTGRES_DRIVERS: &[&str] = &["asyncpg", "psycopg2", "psycopg", "psycopg2cffi", "pg8000"];
+
+/// DATABASE_URL in Tessera's forms (`sqlite:<path>`, `sqlite://<relative path>`,
+/// `postgres://`) and SQLAlchemy's (`sqlite:///relative.db`, `sqlite:////absolute.db`,
+/// `postgresql://`, driver suffixes such as `+asyncpg`).
 fn parse_database_url(url: &str) -> Result<Database, ConfigError> {
-    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let path = rest.split('?').next().unwrap_or_default();
-        if path.is_empty() || path == ":memory:" {
-            return Err(invalid(
-                "DATABASE_URL",
-                "needs a file path, e.g. sqlite:///var/lib/tessera/tessera.db",
-            ));
-        }
-        return Ok(Database::Sqlite(PathBuf::from(path)));
+    let var = vars::DATABASE_URL.name;
+    let unknown = || {
+        invalid(
+            var,
+            "must start with sqlite: or postgres:// (e.g. sqlite:///./data/tessera.db or postgresql://user@host/db)",
+        )
+    };
+    let (scheme, rest) = url.split_once(':').ok_or_else(unknown)?;
+    let (base, driver) = match scheme.split_once('+') {
+        Some((base, driver)) => (base, Some(driver)),
+        None => (scheme, None),
+    };
+    let known_drivers = match base.to_ascii_lowercase().as_str() {
+        "sqlite" => SQLITE_DRIVERS,
+        "postgres" | "postgresql" => POSTGRES_DRIVERS,
+        _ => return Err(unknown()),
+    };
+    if let Some(driver) = driver
+        && !known_drivers.contains(&driver)
+    {
+        return Err(invalid(
+            var,
+            format!(
+                "driver +{driver} is not known; Tessera ignores SQLAlchemy's driver suffixes +{} (or write {base}: without one)",
+                known_drivers.join(", +")
+            ),
+        ));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Database::Postgres(url.to_owned()));
+    if known_drivers == POSTGRES_DRIVERS {
+        // The driver suffix means nothing to Tessera's own PostgreSQL client.
+        return Ok(Database::Postgres(format!("{base}:{rest}")));
     }
-    Err(invalid(
-        "DATABASE_URL",
-        "must start with sqlite: or postgres:// (e.g. sqlite://./data/tessera.db)",
-    ))
+    // SQLite. SQLAlchemy: `sqlite:///x` is the relative path x, `sqlite:////x` the absolute /x.
+    // Tessera: `sqlite://x` (x not starting with a slash) and `sqlite:x` are the path x.
+    let path = rest.split('?').next().unwrap_or_default();
+    let path = match path.strip_prefix("///") {
+        Some(after) => after,
+        None => path.strip_prefix("//").unwrap_or(path),
+    };
+    if path == ":memory:" || path.starts_with("file::memory:") {
+        return Err(invalid(
+            var,
+            "an in-memory SQLite database is not durable (every user and session is lost at restart); give a file, e.g. sqlite:///./data/tessera.db",
+        ));
+    }
+    if path.is_empty() {
+        return Err(invalid(
+            var,
+            "needs a file path, e.g. sqlite:///./data/tessera.db (relative) or sqlite:////var/lib/tessera/tessera.db (absolute)",
+        ));
+    }
+    Ok(Database::Sqlite(PathBuf::from(path)))
 }
 
 /// CORS_ORIGINS as a JSON list (`["https://a.example"]`) or a comma list.
 fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
-    let items: Vec<String> = if raw.starts_with('[') {
-        serde_json::from_str(raw).map_err(|_| {
-            invalid(
-                "CORS_ORIGINS",
-                "must be a JSON list of strings or a comma-separated list",
-            )
-        })?
-    } else {
-        raw.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
+    let items = parse_list(raw).map_err(|()| invalid("CORS_ORIGINS", LIST_RULE))?;
     for origin in &items {
         if origin == "*" {
             return Err(invalid(
@@ -866,7 +891,7 @@ fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
                 .trim_end_matches('/')
                 .split_once("://")
                 .is_some_and(|(_, rest)| rest.contains('/') || rest.is_empty())
-            && origin.parse::<axum::http::HeaderValue>().is_ok();
+            && origin.bytes().all(|b| b.is_ascii_graphic());
         if !is_origin {
             return Err(invalid(
                 "CORS_ORIGINS",
@@ -880,6 +905,12 @@ fn parse_origins(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fixed random secrets (from `openssl rand`): test secrets must pass the strength rules.
+    const STRONG_32: &str = "3f9c1e7a5b2d8046c9e1f3a7b5d20864";
+    const STRONG_A: &str = "q7Lx2Vd9Kp4Rz8Nw1Ty6Hb3Mc5Gf0Js7Ae2Ud9";
+    const STRONG_B: &str = "Wm4Zr8Tq2Xk6Pv1Ny9Lh3Bs7Df5Gj0Cu8Ea4Io2";
+    const STRONG_C: &str = "e5c8a1f4d7b0e3c6a9f2d5b8e1c4a7f0d3b6e9c2";
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -911,7 +942,7 @@ mod tests {
 
     #[test]
     fn each_invalid_value_names_its_variable() {
-        let long = "k".repeat(32);
+        let long = STRONG_32.to_owned();
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (
                 vec![("SECRET_KEY", "short"), ("REFRESH_SECRET_KEY", &long)],
@@ -969,8 +1000,8 @@ mod tests {
     fn secrets_are_read_from_files_and_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, format!("{}\n", "s".repeat(40))).unwrap();
-        let long = "r".repeat(32);
+        std::fs::write(&path, format!("{STRONG_C}\n")).unwrap();
+        let long = STRONG_32.to_owned();
         let config = Config::from_vars(&vars(&[
             ("SECRET_KEY_FILE", path.to_str().unwrap()),
             ("REFRESH_SECRET_KEY", &long),
@@ -978,8 +1009,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.secret_key.as_ref().unwrap().expose().len(), 40);
         let printed = format!("{config:?} {:?}", config.redacted_summary());
-        assert!(!printed.contains("ssss"), "{printed}");
-        assert!(!printed.contains("rrrr"), "{printed}");
+        assert!(!printed.contains(&STRONG_C[..8]), "{printed}");
+        assert!(!printed.contains(&STRONG_32[..8]), "{printed}");
     }
 
     #[test]
@@ -1043,5 +1074,171 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.access_ttl_secs, 2);
+    }
+
+    /// See: issue 13, finding 7.
+    #[test]
+    fn weak_configured_secrets_are_refused_naming_the_variable_and_the_rule() {
+        let weak: [(String, &str); 5] = [
+            ("a".repeat(40), "is one character repeated"),
+            ("your-secret-key-change-this-in-production".to_owned(), "placeholder"),
+            (
+                "your-refresh-secret-key-change-this-in-production".to_owned(),
+                "placeholder",
+            ),
+            ("changeme".repeat(5), "repeats a 8-character pattern"),
+            ("abcdefghijklmnopqrstuvwxyz0123456789".to_owned(), "too predictable"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (secret, rule) in &weak {
+            let file = dir.path().join("weak");
+            std::fs::write(&file, secret).unwrap();
+            let file = file.to_str().unwrap();
+            let list = format!("{STRONG_C},{secret}");
+            let cases: [(Vec<(&str, &str)>, &str); 6] = [
+                (
+                    vec![("SECRET_KEY", secret), ("REFRESH_SECRET_KEY", STRONG_B)],
+                    "SECRET_KEY",
+                ),
+                (
+                    vec![("SECRET_KEY", STRONG_A), ("REFRESH_SECRET_KEY", secret)],
+                    "REFRESH_SECRET_KEY",
+                ),
+                (
+                    vec![("SECRET_KEY_FILE", file), ("REFRESH_SECRET_KEY", STRONG_B)],
+                    "SECRET_KEY",
+                ),
+                (vec![("MASTER_KEY", secret)], "MASTER_KEY"),
+                (
+                    vec![
+                        ("SECRET_KEY", STRONG_A),
+                        ("REFRESH_SECRET_KEY", STRONG_B),
+                        ("PREVIOUS_SECRET_KEYS", &list),
+                    ],
+                    "PREVIOUS_SECRET_KEYS",
+                ),
+                (
+                    vec![
+                        ("SECRET_KEY", STRONG_A),
+                        ("REFRESH_SECRET_KEY", STRONG_B),
+                        ("PREVIOUS_REFRESH_SECRET_KEYS", &list),
+                    ],
+                    "PREVIOUS_REFRESH_SECRET_KEYS",
+                ),
+            ];
+            for (pairs, var) in cases {
+                let error = error_for(&pairs);
+                assert_eq!(error.var, var, "{secret}: {error}");
+                assert!(error.rule.contains(rule), "{secret}: {error}");
+                assert!(!error.to_string().contains(secret.as_str()), "echoed: {error}");
+            }
+        }
+        // Strong secrets pass, from every source.
+        let file = dir.path().join("strong");
+        std::fs::write(&file, format!("{STRONG_C}\n")).unwrap();
+        let config = Config::from_vars(&vars(&[
+            ("SECRET_KEY_FILE", file.to_str().unwrap()),
+            ("REFRESH_SECRET_KEY", STRONG_B),
+            ("MASTER_KEY", STRONG_A),
+            ("PREVIOUS_SECRET_KEYS", STRONG_32),
+            ("PREVIOUS_REFRESH_SECRET_KEYS", &format!("[\"{STRONG_A}\"]")),
+        ]))
+        .unwrap();
+        assert_eq!(config.secret_key.unwrap().expose(), STRONG_C.as_bytes());
+        assert_eq!(config.previous_refresh_secret_keys.len(), 1);
+    }
+
+    #[test]
+    fn connection_settings_have_their_defaults_and_parse() {
+        let config = Config::from_vars(&Vars::new()).unwrap();
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 4096);
+        let config = Config::from_vars(&vars(&[
+            ("HEADER_READ_TIMEOUT_SECS", "3"),
+            ("IDLE_TIMEOUT_SECS", "3600"),
+            ("MAX_CONNECTIONS", "1000000"),
+        ]))
+        .unwrap();
+        assert_eq!(config.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(config.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(config.max_connections, 1_000_000);
+        for (var, value) in [
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HEADER_READ_TIMEOUT_SECS", "301"),
+            ("IDLE_TIMEOUT_SECS", "soon"),
+            ("MAX_CONNECTIONS", "1000001"),
+            ("MAX_CONNECTIONS", "-1"),
+        ] {
+            let error = error_for(&[(var, value)]);
+            assert_eq!(error.var, var, "{value}: {error}");
+        }
+    }
+
+    #[test]
+    fn cookie_prefixes_follow_cookie_secure_unless_set() {
+        let prefixes = |pairs: &[(&str, &str)]| Config::from_vars(&vars(pairs)).unwrap().cookie_prefixes;
+        assert!(prefixes(&[]));
+        assert!(!prefixes(&[("COOKIE_SECURE", "false")]));
+        assert!(prefixes(&[("COOKIE_PREFIXES", "ON")]));
+        assert!(!prefixes(&[("COOKIE_PREFIXES", "off")]));
+        assert!(!prefixes(&[("COOKIE_PREFIXES", "auto"), ("COOKIE_SECURE", "0")]));
+        let error = error_for(&[("COOKIE_PREFIXES", "on"), ("COOKIE_SECURE", "false")]);
+        assert_eq!(error.var, "COOKIE_PREFIXES");
+        assert!(error.rule.contains("COOKIE_SECURE=true"), "{error}");
+        let error = error_for(&[("COOKIE_PREFIXES", "maybe")]);
+        assert_eq!(
+            error.to_string(),
+            "COOKIE_PREFIXES: must be auto, on or off (got \"maybe\")"
+        );
+    }
+
+    /// See: issue 21 (SQLAlchemy's URL forms), and Tessera's own forms keep working.
+    #[test]
+    fn database_urls_in_sqlalchemy_and_tessera_forms() {
+        let sqlite = |path: &str| Database::Sqlite(PathBuf::from(path));
+        let postgres = |url: &str| Database::Postgres(url.to_owned());
+        let cases = [
+            ("sqlite:///./app.db", sqlite("./app.db")),
+            ("sqlite:///relative/path.db", sqlite("relative/path.db")),
+            ("sqlite:////absolute/path.db", sqlite("/absolute/path.db")),
+            ("sqlite+aiosqlite:///./app.db", sqlite("./app.db")),
+            ("sqlite:///./app.db?mode=rwc", sqlite("./app.db")),
+            ("sqlite://./data/tessera.db", sqlite("./data/tessera.db")),
+            ("sqlite:./data/tessera.db", sqlite("./data/tessera.db")),
+            ("sqlite:/var/lib/tessera.db", sqlite("/var/lib/tessera.db")),
+            ("postgresql://user@host/db", postgres("postgresql://user@host/db")),
+            (
+                "postgres://user:pw@host:5432/db",
+                postgres("postgres://user:pw@host:5432/db"),
+            ),
+            (
+                "postgresql+asyncpg://user@host/db",
+                postgres("postgresql://user@host/db"),
+            ),
+            (
+                "postgresql+psycopg2://user@host/db",
+                postgres("postgresql://user@host/db"),
+            ),
+            (
+                "postgresql+psycopg://user@host/db",
+                postgres("postgresql://user@host/db"),
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(parse_database_url(url), Ok(expected), "{url}");
+        }
+        for (url, rule) in [
+            ("sqlite:///:memory:", "not durable"),
+            ("sqlite://", "needs a file path"),
+            ("sqlite:", "needs a file path"),
+            ("postgresql+mysqldb://h/db", "driver +mysqldb is not known"),
+            ("mysql://h/db", "must start with sqlite: or postgres://"),
+            ("nonsense", "must start with sqlite: or postgres://"),
+        ] {
+            let error = parse_database_url(url).unwrap_err();
+            assert_eq!(error.var, "DATABASE_URL");
+            assert!(error.rule.contains(rule), "{url}: {error}");
+        }
     }
 }
