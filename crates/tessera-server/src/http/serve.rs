@@ -45,7 +45,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -57,6 +57,9 @@ use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+// Tokio's monotonic clock: connection deadlines follow the runtime's timer (and its paused time
+// in tests); they are not decisions about the time of day (A4).
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// How connections are bounded. The defaults are safe for a public listener.
@@ -291,7 +294,7 @@ impl Connection {
         let mut connection = std::pin::pin!(connection);
         let mut closing = false;
         loop {
-            let idle_check = tokio::time::sleep_until(activity.idle_deadline(self.limits.idle_timeout).into());
+            let idle_check = tokio::time::sleep_until(activity.idle_deadline(self.limits.idle_timeout));
             let stop = stopping.wait_for(|stop| *stop);
             tokio::select! {
                 result = connection.as_mut() => {
