@@ -204,14 +204,10 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// A store error reaching a handler directly maps as the application layer maps it.
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> AppError {
-        match error {
-            StoreError::Conflict(field) => AppError::Conflict(field),
-            StoreError::Unavailable(reason) => AppError::Unavailable { retry_after: 5, reason },
-            StoreError::StorageUnavailable { fault, detail } => AppError::StorageUnavailable { fault, detail },
-            StoreError::Internal(reason) => AppError::Internal(anyhow::anyhow!(reason)),
-        }
+        AppError::from(app::Error::from(error))
     }
 }
 
