@@ -194,34 +194,20 @@ impl fmt::Debug for ServiceUrl {
     }
 }
 
-/// A trusted proxy network (TRUSTED_PROXIES entry): an address and a prefix length.
+/// A trusted proxy network (TRUSTED_PROXIES entry), on the `ipnet` crate: `10.0.0.0/8`,
+/// `::1/128`, or a bare address (a single host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    /// Network address.
-    pub addr: std::net::IpAddr,
-    /// Prefix length in bits.
-    pub prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
-    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses match IPv4 networks.
+    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what
+    /// a dual-stack listener reports for IPv4 peers) match IPv4 networks.
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
             v4 => v4,
         };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -229,26 +215,20 @@ impl std::str::FromStr for IpNet {
     type Err = ();
 
     fn from_str(text: &str) -> Result<IpNet, ()> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: std::net::IpAddr = addr.trim().parse().map_err(|_| ())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| ())?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(());
+        let text = text.trim();
+        if text.contains('/') {
+            text.parse::<ipnet::IpNet>().map(IpNet).map_err(|_| ())
+        } else {
+            text.parse::<std::net::IpAddr>()
+                .map(|addr| IpNet(ipnet::IpNet::from(addr)))
+                .map_err(|_| ())
         }
-        Ok(IpNet { addr, prefix })
     }
 }
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 

@@ -234,45 +234,10 @@ const CREDENTIAL_PARAMS: [&str; 7] = [
 
 /// Whether a query string names a credential parameter.
 pub fn has_credentials_in_query(query: &str) -> bool {
-    query.split('&').any(|pair| {
-        let key = pair.split('=').next().unwrap_or_default();
-        let key = percent_decode_lossy(key).to_ascii_lowercase();
+    form_urlencoded::parse(query.as_bytes()).any(|(key, _)| {
+        let key = key.to_ascii_lowercase();
         CREDENTIAL_PARAMS.contains(&key.as_str())
     })
-}
-
-fn percent_decode_lossy(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

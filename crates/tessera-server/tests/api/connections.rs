@@ -271,7 +271,7 @@ async fn normal_requests_are_answered_under_an_idle_and_slow_flood() {
         let sent = Instant::now();
         let response = client
             .get(app.url("/healthz"))
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
             .send()
             .await
             .expect("a normal request is answered during the flood");
@@ -290,9 +290,13 @@ async fn normal_requests_are_answered_under_an_idle_and_slow_flood() {
         worst.as_secs_f64() * 1e3,
         longest.as_secs_f64()
     );
-    // Tens of milliseconds alone; the bound leaves room for a CI machine running every test at once.
-    assert!(worst < Duration::from_secs(3), "slowest normal request {worst:?}");
-    assert!(longest < Duration::from_secs(6), "a flood connection lived {longest:?}");
+    // Tens of milliseconds alone; the bounds leave room for a loaded 2-core CI machine running
+    // every test at once (without the timeouts, flood connections live until the client quits).
+    assert!(worst < Duration::from_secs(8), "slowest normal request {worst:?}");
+    assert!(
+        longest < Duration::from_secs(10),
+        "a flood connection lived {longest:?}"
+    );
 }
 
 /// Like Python's http.client: writes the whole request, body included, before reading the
