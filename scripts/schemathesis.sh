@@ -121,14 +121,22 @@ run "Bearer token, all routes except logout" --header "Authorization: Bearer $ac
   --exclude-path /logout --exclude-path /logout/all || status=$?
 # The browser flow: the access-token cookie and the CSRF header, on the protected routes.
 if [ "$status" -eq 0 ]; then
-  session=$(login)
-  access=$(field access_token <<<"$session")
+  # The access cookie exactly as the server set it: its name depends on COOKIE_PREFIXES
+  # (`__Host-access_token` by default with COOKIE_SECURE=true, else `access_token`).
+  session=$(curl -fsS -D "$WORK/login.headers" -H 'content-type: application/json' \
+    -d "{\"email\":\"fuzz@example.com\",\"password\":\"$PASSWORD\"}" "$BASE/login")
+  cookie=$(tr -d '\r' <"$WORK/login.headers" | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*access_token=[^;]*\);.*/\1/p' | head -1)
   csrf=$(field csrf_token <<<"$session")
+  # The run must really be authenticated by the cookie, or it would only see 401s.
+  if ! curl -fsS -o /dev/null -H "Cookie: $cookie" "$BASE/profile"; then
+    echo "schemathesis: the access cookie (${cookie%%=*}) does not authenticate GET /profile" >&2
+    exit 1
+  fi
   # Not `ignored_auth` here: it sends a broken Authorization header next to the valid cookie
   # and expects a 401, but a header that is not a Bearer credential is not one, so the
   # cookie authenticates (a malformed *Bearer* token is refused; the Bearer run checks that).
   EXTRA_EXCLUDE=ignored_auth run "cookie + X-CSRF-Token, protected routes except logout" \
-    --header "Cookie: access_token=$access" --header "X-CSRF-Token: $csrf" \
+    --header "Cookie: $cookie" --header "X-CSRF-Token: $csrf" \
     --include-path-regex '^/(sessions|profile|agent)' || status=$?
 fi
 # The logouts, with a session of their own (the first call ends it; later ones get 401).
