@@ -125,6 +125,12 @@ pub trait UserStore: Send + Sync {
     async fn list(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError>;
     /// Deletes an account and, with it, its sessions. Returns false when there is none.
     async fn delete(&self, id: i64) -> Result<bool, StoreError>;
+    /// The account's roles (G4), sorted by name; empty for an unknown account.
+    async fn roles(&self, user_id: i64) -> Result<Vec<String>, StoreError>;
+    /// Grants a role. Returns false when the account already holds it or does not exist.
+    async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError>;
+    /// Takes a role away. Returns false when the account did not hold it.
+    async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError>;
 }
 
 /// A login session: one refresh-token family (B2). The session id is the `sid` claim of every

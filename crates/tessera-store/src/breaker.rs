@@ -209,6 +209,18 @@ impl UserStore for Guarded<dyn UserStore> {
     async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         self.breaker.call(self.inner.delete(id)).await
     }
+
+    async fn roles(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        self.breaker.call(self.inner.roles(user_id)).await
+    }
+
+    async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.add_role(user_id, role, now)).await
+    }
+
+    async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.remove_role(user_id, role)).await
+    }
 }
 
 #[async_trait]

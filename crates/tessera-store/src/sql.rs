@@ -462,6 +462,45 @@ where
             .map_err(store_error);
         self.wrote(deleted).map(|ids| !ids.is_empty())
     }
+
+    async fn roles(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        // Byte order, the same on both backends (a role name is plain ASCII).
+        let sql = format!(
+            "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role COLLATE {}",
+            D::BYTE_ORDER
+        );
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError> {
+        // One statement: the account must exist, and a role already held changes nothing.
+        let added = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO user_roles (user_id, role, created_at) SELECT id, $2, $3 FROM users WHERE id = $1 \
+             ON CONFLICT (user_id, role) DO NOTHING RETURNING user_id",
+        )
+        .bind(user_id)
+        .bind(role)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(added).map(|ids| !ids.is_empty())
+    }
+
+    async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError> {
+        let removed =
+            sqlx::query_scalar::<_, i64>("DELETE FROM user_roles WHERE user_id = $1 AND role = $2 RETURNING user_id")
+                .bind(user_id)
+                .bind(role)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error);
+        self.wrote(removed).map(|ids| !ids.is_empty())
+    }
 }
 
 #[async_trait]

@@ -24,6 +24,7 @@ const ORDER: &[&str] = &[
     "sealing",
     "limits",
     "identity",
+    "scope",
     "store",
 ];
 

@@ -5,13 +5,15 @@
 //! cookie-authenticated request with an unsafe method must also carry `X-CSRF-Token` equal to
 //! the token derived from its session id (S2): a cross-site form can make the browser send the
 //! cookie, but cannot read the CSRF token. A Bearer request needs no CSRF token, because no
-//! browser attaches that header on its own.
+//! browser attaches that header on its own. The credential's scopes must then grant the scope
+//! the route needs ([`super::scopes::ROUTE_SCOPES`]), or the answer is 403 `insufficient_scope`.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
+use tessera_core::ScopeSet;
 use tessera_core::jwt::Claims;
 
 use super::AppState;
@@ -29,6 +31,8 @@ pub struct AuthUser {
     pub claims: Arc<Claims>,
     /// Whether the token came from the cookie (and so was CSRF-checked).
     pub via_cookie: bool,
+    /// What the credential may do (G4), already checked against the route's scope.
+    pub scopes: ScopeSet,
 }
 
 /// The Bearer token, if the request has one.
@@ -76,6 +80,24 @@ impl FromRequestParts<AppState> for AuthUser {
         if via_cookie && is_unsafe(&parts.method) {
             state.check_csrf(&claims.sid, presented_csrf(&parts.headers), &ip)?;
         }
-        Ok(AuthUser { claims, via_cookie })
+        let scopes = ScopeSet::from_claim(claims.scope.as_deref());
+        let path = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+        let needed = super::scopes::required(&parts.method, path);
+        if !scopes.allows(needed) {
+            tracing::warn!(
+                event = "insufficient_scope",
+                user_id = claims.user_id,
+                ip_address = %ip,
+                required = %needed,
+                granted = %scopes,
+                "credential lacks the route's scope"
+            );
+            return Err(AppError::InsufficientScope(needed));
+        }
+        Ok(AuthUser {
+            claims,
+            via_cookie,
+            scopes,
+        })
     }
 }

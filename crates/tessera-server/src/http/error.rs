@@ -34,6 +34,8 @@ pub enum ErrorCode {
     AccountDisabled,
     /// 403: cookie-authenticated unsafe request without a matching X-CSRF-Token.
     CsrfFailed,
+    /// 403: the credential is valid but its scopes do not grant the route's (G4).
+    InsufficientScope,
     /// 404.
     NotFound,
     /// 405.
@@ -60,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -68,6 +70,7 @@ impl ErrorCode {
         ErrorCode::InvalidCredentials,
         ErrorCode::AccountDisabled,
         ErrorCode::CsrfFailed,
+        ErrorCode::InsufficientScope,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
@@ -89,7 +92,7 @@ impl ErrorCode {
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
             | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
+            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -113,6 +116,7 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::CsrfFailed => "csrf_failed",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -179,6 +183,10 @@ pub enum AppError {
     /// 403 for a cookie-setting request from another site (login CSRF).
     #[error("cross-site request")]
     CrossSite,
+    /// 403 `insufficient_scope`: the credential does not grant this scope, which the response
+    /// names in `WWW-Authenticate` and `details.scope`.
+    #[error("insufficient scope: {0} needed")]
+    InsufficientScope(tessera_core::Scope),
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
@@ -375,6 +383,18 @@ impl IntoResponse for AppError {
                         "retry_after": decision.retry_after_secs,
                     })),
                     ..RenderedError::plain(ErrorCode::RateLimited)
+                }
+            }
+            AppError::InsufficientScope(scope) => {
+                // RFC 6750 section 3.1: the scope needed, in the challenge.
+                if let Ok(value) = HeaderValue::from_str(&format!(
+                    r#"Bearer realm="tessera", error="insufficient_scope", scope="{scope}""#
+                )) {
+                    extra_headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+                RenderedError {
+                    details: Some(json!({ "scope": scope.as_str() })),
+                    ..RenderedError::plain(ErrorCode::InsufficientScope)
                 }
             }
             AppError::Code(code) => RenderedError::plain(code),

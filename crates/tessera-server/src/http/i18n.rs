@@ -79,6 +79,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
         "invalid_credentials" => ("Invalid email, username or password", "邮箱、用户名或密码错误"),
         "account_disabled" => ("This account is disabled", "该账户已被禁用"),
         "csrf_failed" => ("CSRF token missing or invalid", "CSRF 令牌缺失或无效"),
+        "insufficient_scope" => (
+            "The credential does not grant the scope this request needs",
+            "该凭据未授予此请求所需的权限范围",
+        ),
         "not_found" => ("Not found", "资源不存在"),
         "method_not_allowed" => ("Method not allowed", "不允许的请求方法"),
         "request_timeout" => ("The request took too long", "请求超时"),

@@ -19,6 +19,7 @@ pub mod limits;
 mod metrics;
 pub mod openapi;
 mod profile;
+pub mod scopes;
 pub mod serve;
 mod sessions;
 

@@ -157,7 +157,7 @@ pub struct ErrorBody {
     message: String,
     /// More about the error: `{"errors": [{"field","code","message"}]}` for
     /// `validation_error`, `{"field"}` for `conflict`, `{"limit","retry_after"}` for
-    /// `rate_limited`; `null` otherwise (always for 5xx).
+    /// `rate_limited`, `{"scope"}` for `insufficient_scope`; `null` otherwise (always for 5xx).
     #[schema(value_type = Option<Object>, required = true)]
     details: Option<serde_json::Value>,
 }
@@ -237,7 +237,12 @@ error_responses! {
     /// 403.
     Forbidden => || error_response(
         "`csrf_failed`: cookie-authenticated unsafe request without a matching `X-CSRF-Token`; \
-         or `account_disabled`.",
+         `account_disabled`; or `insufficient_scope`: the credential does not grant the scope the \
+         route needs (`details.scope` names it).",
+    )
+    .header(
+        "WWW-Authenticate",
+        string_header("With `insufficient_scope`: `Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"...\"` (RFC 6750)."),
     );
     /// 404.
     NotFound => || error_response("`not_found`.");

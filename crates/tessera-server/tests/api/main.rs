@@ -31,6 +31,7 @@ mod register;
 mod restart;
 mod routing;
 mod scale_out;
+mod scopes;
 mod services;
 mod sessions;
 mod storage;

@@ -109,9 +109,29 @@ pub async fn user_store_contract(users: &dyn UserStore) {
     assert_eq!(listed, vec![alice.id, bob.id]);
     assert_eq!(users.list(1, 1).await.unwrap()[0].id, bob.id);
 
+    // Roles (G4): granted once, listed in byte order, removed; none for an unknown account.
+    assert_eq!(users.roles(bob.id).await.unwrap(), Vec::<String>::new());
+    assert!(users.add_role(bob.id, "support", 1).await.unwrap());
+    assert!(users.add_role(bob.id, "admin", 2).await.unwrap());
+    assert!(!users.add_role(bob.id, "admin", 3).await.unwrap(), "already held");
+    assert!(
+        !users.add_role(bob.id + 1000, "admin", 3).await.unwrap(),
+        "no such account"
+    );
+    assert_eq!(
+        users.roles(bob.id).await.unwrap(),
+        vec!["admin".to_owned(), "support".to_owned()]
+    );
+    assert_eq!(users.roles(alice.id).await.unwrap(), Vec::<String>::new());
+    assert!(users.remove_role(bob.id, "support").await.unwrap());
+    assert!(!users.remove_role(bob.id, "support").await.unwrap());
+    assert_eq!(users.roles(bob.id).await.unwrap(), vec!["admin".to_owned()]);
+
     assert!(users.delete(bob.id).await.unwrap());
     assert!(!users.delete(bob.id).await.unwrap());
     assert_eq!(users.find_by_id(bob.id).await.unwrap(), None);
+    // Deleting the account deleted its roles with it.
+    assert_eq!(users.roles(bob.id).await.unwrap(), Vec::<String>::new());
 }
 
 /// `rotate_for_refresh` (one statement on the SQL stores) decides as the account lookup followed
