@@ -29,10 +29,12 @@
 //! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
 //! - [`sealing`]: private keys encrypted at rest under a master key.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
+//! - [`apikey`]: API keys (`tsk_...`): format, checksum, keyed hash.
 //! - [`scope`]: scopes (`profile:read`, `*`, ...) and the roles that decide a user's full scope.
 //! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
 
 pub mod algorithm;
+pub mod apikey;
 pub mod b64;
 pub mod csrf;
 pub mod header;
