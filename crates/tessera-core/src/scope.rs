@@ -139,6 +139,17 @@ impl ScopeSet {
         other.contains(Scope::All) || self.0 & !other.0 == 0
     }
 
+    /// The scopes both sets grant (`*` stands for every scope).
+    #[must_use]
+    pub fn intersection(self, other: ScopeSet) -> ScopeSet {
+        match (self.contains(Scope::All), other.contains(Scope::All)) {
+            (true, true) => ScopeSet::ALL,
+            (true, false) => other,
+            (false, true) => self,
+            (false, false) => ScopeSet(self.0 & other.0),
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -224,6 +235,11 @@ mod tests {
         assert!(!ScopeSet::EMPTY.with(Scope::Introspect).is_subset_of(ScopeSet::USER));
         assert!(!ScopeSet::USER.allows(Scope::Introspect));
         assert!(!chat.allows(Scope::ProfileRead));
+        assert_eq!(ScopeSet::ALL.intersection(chat), chat);
+        assert_eq!(chat.intersection(ScopeSet::ALL), chat);
+        assert_eq!(ScopeSet::ALL.intersection(ScopeSet::ALL), ScopeSet::ALL);
+        let introspect = ScopeSet::EMPTY.with(Scope::Introspect).with(Scope::AgentChat);
+        assert_eq!(introspect.intersection(ScopeSet::USER), chat);
     }
 
     #[test]

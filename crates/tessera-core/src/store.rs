@@ -481,7 +481,8 @@ pub trait ApiKeyStore: Send + Sync {
     /// Revokes key `id` of `user_id` from `now`. `false` when the user has no such key that
     /// works at `now`.
     async fn revoke_key(&self, user_id: i64, id: &str, now: i64) -> Result<bool, StoreError>;
-    /// Ids of the keys revoked or rotated since `since` (the revocation poll).
+    /// Ids of the keys revoked or rotated since `since`, and of the keys of accounts disabled
+    /// since then (the revocation poll).
     async fn keys_changed_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
     /// Records last uses, many keys in one call (the batched flush).
     async fn record_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError>;

@@ -998,11 +998,14 @@ where
     }
 
     async fn keys_changed_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar::<_, String>("SELECT id FROM api_keys WHERE updated_at >= $1 AND revoked_at IS NOT NULL")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM api_keys WHERE (updated_at >= $1 AND revoked_at IS NOT NULL) \
+             OR user_id IN (SELECT id FROM users WHERE disabled_at >= $1)",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn record_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {

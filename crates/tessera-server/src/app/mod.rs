@@ -12,6 +12,7 @@
 //! (checked by `tests/api/layers.rs`).
 
 pub mod accounts;
+pub mod api_keys;
 pub mod authenticate;
 pub mod error;
 pub mod limits;
@@ -28,7 +29,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
 use tessera_core::keys::{KeyRing, SignError};
-use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, Denylist, KeyStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
 use crate::clock::SharedClock;
@@ -58,6 +59,10 @@ pub struct App {
     pub sessions: Arc<dyn SessionStore>,
     /// Persisted keys.
     pub key_store: Arc<dyn KeyStore>,
+    /// API keys (G3).
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    /// Last uses of API keys not yet written (flushed in batches).
+    pub key_usage: api_keys::UsageBuffer,
     /// Revoked tokens and sessions, kept in step across instances.
     pub denylist: Arc<Revocations>,
     /// Rate limiters.

@@ -5,7 +5,8 @@
 //! cookie-authenticated request with an unsafe method must also carry `X-CSRF-Token` equal to
 //! the token derived from its session id (S2): a cross-site form can make the browser send the
 //! cookie, but cannot read the CSRF token. A Bearer request needs no CSRF token, because no
-//! browser attaches that header on its own. The credential's scopes must then grant the scope
+//! browser attaches that header on its own. `Authorization: Bearer tsk_...` is an API key
+//! (G3), checked by [`crate::app::App::authenticate_api_key`] instead. The credential's scopes must then grant the scope
 //! the route needs ([`super::scopes::ROUTE_SCOPES`]), or the answer is 403 `insufficient_scope`.
 
 use std::sync::Arc;
@@ -33,6 +34,20 @@ pub struct AuthUser {
     pub via_cookie: bool,
     /// What the credential may do (G4), already checked against the route's scope.
     pub scopes: ScopeSet,
+    /// The key id when the credential is an API key (G3); its `claims` are then synthesised
+    /// (owner, no session: `sid` is empty).
+    pub api_key_id: Option<String>,
+}
+
+impl AuthUser {
+    /// The caller as the application services see it.
+    pub fn authenticated(&self) -> crate::app::api_keys::Authenticated {
+        crate::app::api_keys::Authenticated {
+            claims: Arc::clone(&self.claims),
+            scopes: self.scopes,
+            api_key_id: self.api_key_id.clone(),
+        }
+    }
 }
 
 /// The Bearer token, if the request has one.
@@ -76,11 +91,18 @@ impl FromRequestParts<AppState> for AuthUser {
                 None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
             },
         };
-        let claims = state.authenticate(&token, &ip).await?;
+        // `Bearer tsk_...` is an API key (G3); anything else an access token.
+        let (claims, scopes, api_key_id) = if !via_cookie && tessera_core::apikey::is_api_key(&token) {
+            let caller = state.authenticate_api_key(&token, &ip).await?;
+            (caller.claims, caller.scopes, caller.api_key_id)
+        } else {
+            let claims = state.authenticate(&token, &ip).await?;
+            let scopes = ScopeSet::from_claim(claims.scope.as_deref());
+            (claims, scopes, None)
+        };
         if via_cookie && is_unsafe(&parts.method) {
             state.check_csrf(&claims.sid, presented_csrf(&parts.headers), &ip)?;
         }
-        let scopes = ScopeSet::from_claim(claims.scope.as_deref());
         let path = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
         let needed = super::scopes::required(&parts.method, path);
         if !scopes.allows(needed) {
@@ -98,6 +120,7 @@ impl FromRequestParts<AppState> for AuthUser {
             claims,
             via_cookie,
             scopes,
+            api_key_id,
         })
     }
 }

@@ -18,6 +18,10 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/logout", Scope::SessionsWrite),
     ("POST", "/logout/all", Scope::SessionsWrite),
     ("POST", "/agent/chat", Scope::AgentChat),
+    ("GET", "/api-keys", Scope::ProfileRead),
+    ("POST", "/api-keys", Scope::KeysWrite),
+    ("POST", "/api-keys/{id}/rotate", Scope::KeysWrite),
+    ("DELETE", "/api-keys/{id}", Scope::KeysWrite),
 ];
 
 /// The scope a request to `path` (the matched route pattern) with `method` needs; `*` for a

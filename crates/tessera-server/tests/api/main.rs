@@ -7,6 +7,7 @@
 mod helpers;
 
 mod agent;
+mod api_keys;
 mod aws;
 mod cli_users;
 mod config_cli;

@@ -886,6 +886,13 @@ pub async fn api_key_store_contract(users: &dyn UserStore, keys: &dyn ApiKeyStor
     // A disabled owner: found with the flag set, and no new key or rotation for them.
     assert!(users.set_disabled(owner.id, Some(now + 600)).await.unwrap());
     assert!(keys.find_key_by_hash(&[5; 32]).await.unwrap().unwrap().owner_disabled);
+    // The poll names the keys of an account disabled since (their cached copies must go).
+    assert!(
+        keys.keys_changed_since(now + 600)
+            .await
+            .unwrap()
+            .contains(&"k5".to_owned())
+    );
     assert!(!keys.create_key(api_key("k6", owner.id, 6, now + 600)).await.unwrap());
     assert!(
         !keys
