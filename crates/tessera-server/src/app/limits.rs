@@ -1,5 +1,5 @@
 //! Rate limiting (S7, B7): per client IP on login and registration, per account on login, per
-//! user on the API routes. Counters live in Redis when REDIS_URL is set (exact and atomic across
+//! user (or per API key) on the API routes. Counters live in Redis when REDIS_URL is set (exact and atomic across
 //! instances) and in this process otherwise, or while Redis is down.
 
 use std::sync::Arc;
@@ -86,9 +86,14 @@ impl App {
         }
     }
 
-    /// Counts an API request of `user_id` against RATE_LIMIT_API.
-    pub async fn enforce_api_limit(&self, user_id: i64, ip: &str) -> Result<Decision, Error> {
-        self.enforce_limit("api", &user_id.to_string(), &self.config.rate_limit_api, ip)
+    /// Counts an API request against RATE_LIMIT_API: per user for an access token, per key for
+    /// an API key (G3: each key has its own budget, the owner's sessions keep theirs).
+    pub async fn enforce_api_limit(&self, user_id: i64, api_key_id: Option<&str>, ip: &str) -> Result<Decision, Error> {
+        let subject = match api_key_id {
+            Some(id) => id.to_owned(),
+            None => user_id.to_string(),
+        };
+        self.enforce_limit("api", &subject, &self.config.rate_limit_api, ip)
             .await
     }
 }

@@ -230,7 +230,14 @@ async fn a_rotated_key_works_for_the_grace_period_then_only_the_new_one() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["api_keys"][0]["rotated_to"], new["id"]);
+    let listed_old = listed["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == old["id"])
+        .unwrap();
+    assert_eq!(listed_old["rotated_to"], new["id"]);
+    assert!(listed_old["revoked_at"].is_string(), "the end of the grace period");
     // A rotated key is not rotated again.
     let again = app
         .post(&format!("/api-keys/{}/rotate", old["id"].as_str().unwrap()))
@@ -326,4 +333,24 @@ async fn a_disabled_owners_keys_stop_working_on_every_instance() {
     for instance in [a, b] {
         wait_until_refused(instance, key, Duration::from_secs(5)).await;
     }
+}
+
+#[tokio::test]
+async fn each_key_has_its_own_api_rate_limit() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.rate_limit_api = "3/minute".parse().unwrap();
+    })
+    .await;
+    let (_, login) = app.new_session().await;
+    // Creating the key counts once against the session's budget.
+    let created = create_key(&app, &login.access, json!({ "name": "k", "scopes": ["profile:read"] })).await;
+    let key = created["key"].as_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(profile_status(&app, key).await, StatusCode::OK);
+    }
+    let refused = app.profile(key).await;
+    let (headers, _) = assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(header(&headers, "x-ratelimit-limit"), Some("3"));
+    // The owner's access token has its own budget (one request of it spent on the create).
+    assert_eq!(app.profile(&login.access).await.status(), StatusCode::OK);
 }
