@@ -34,6 +34,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 pub(super) struct Profile {
     user_id: i64,
     username: String,
+    /// The session of the access token; empty for an API key (no session).
     session_id: String,
 }
 

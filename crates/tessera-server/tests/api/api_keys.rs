@@ -354,3 +354,31 @@ async fn each_key_has_its_own_api_rate_limit() {
     // The owner's access token has its own budget (one request of it spent on the create).
     assert_eq!(app.profile(&login.access).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn logout_with_a_key_ends_sessions_but_not_the_key() {
+    let app = spawn_app().await;
+    let (_, login) = app.new_session().await;
+    let created = create_key(
+        &app,
+        &login.access,
+        json!({ "name": "k", "scopes": ["sessions:write", "profile:read"] }),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap();
+    let logout = app.post("/logout").bearer_auth(key).send().await.unwrap();
+    assert_eq!(logout.status(), StatusCode::OK);
+    assert_eq!(profile_status(&app, key).await, StatusCode::OK);
+    assert_eq!(
+        app.profile(&login.access).await.status(),
+        StatusCode::OK,
+        "no session was named"
+    );
+    let all = app.post("/logout/all").bearer_auth(key).send().await.unwrap();
+    assert_eq!(all.status(), StatusCode::OK);
+    let body: Value = all.json().await.unwrap();
+    assert_eq!(body["sessions_revoked"], 1);
+    assert_token_rejected(app.profile(&login.access).await, "invalid_token").await;
+    // The key is not a session: it keeps working until it is revoked.
+    assert_eq!(profile_status(&app, key).await, StatusCode::OK);
+}
