@@ -31,6 +31,10 @@ pub struct CachedKey {
     pub valid_until: Option<i64>,
     /// When the key was created.
     pub created_at: i64,
+    /// The key's own API rate limit; `None`: RATE_LIMIT_API.
+    pub rate_limit: Option<tessera_core::limits::RateLimitSpec>,
+    /// The key's usage quota, if any.
+    pub quota: Option<tessera_core::limits::RateLimitSpec>,
 }
 
 struct Entry {
@@ -115,6 +119,8 @@ mod tests {
             scopes: ScopeSet::USER,
             valid_until,
             created_at: 0,
+            rate_limit: None,
+            quota: None,
         })
     }
 

@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 /// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
-pub const RATE_LIMITED_ROUTES: [&str; 4] = ["login", "login_account", "register", "api"];
+pub const RATE_LIMITED_ROUTES: [&str; 5] = ["login", "login_account", "register", "api", "quota"];
 
 /// Every metric Tessera exports.
 pub struct Metrics {

@@ -197,6 +197,8 @@ mod tests {
                 scopes: tessera_core::ScopeSet::USER,
                 valid_until: None,
                 created_at: 0,
+                rate_limit: None,
+                quota: None,
             }),
             clock.now(),
         );

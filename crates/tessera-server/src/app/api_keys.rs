@@ -15,6 +15,7 @@ use rand::rngs::OsRng;
 use tessera_core::ScopeSet;
 use tessera_core::apikey::{self, hashes_equal};
 use tessera_core::jwt::Claims;
+use tessera_core::limits::RateLimitSpec;
 use tessera_core::scope::scope_for_roles;
 use tessera_core::store::{ApiKey, KeyUsage};
 use zeroize::Zeroizing;
@@ -64,6 +65,10 @@ pub struct NewKeyRequest {
     pub scopes: Vec<String>,
     /// Seconds until the key expires; `None`: never.
     pub expires_in: Option<i64>,
+    /// The key's own API rate limit (slowapi syntax); `None`: RATE_LIMIT_API.
+    pub rate_limit: Option<String>,
+    /// A usage quota (slowapi syntax, e.g. `1000/day;20000/month`); `None`: none.
+    pub quota: Option<String>,
 }
 
 /// A key just created or rotated: the only time the secret is shown.
@@ -85,6 +90,8 @@ pub struct Authenticated {
     pub scopes: ScopeSet,
     /// The key id, when the credential is an API key.
     pub api_key_id: Option<String>,
+    /// The verified key (its limits), when the credential is an API key.
+    pub api_key: Option<Arc<CachedKey>>,
 }
 
 fn random_key_id() -> String {
@@ -92,7 +99,15 @@ fn random_key_id() -> String {
 }
 
 impl App {
-    fn new_key(&self, user_id: i64, name: &str, scopes: ScopeSet, expires_at: Option<i64>, now: i64) -> CreatedKey {
+    fn new_key(
+        &self,
+        user_id: i64,
+        name: &str,
+        scopes: ScopeSet,
+        expires_at: Option<i64>,
+        limits: (Option<String>, Option<String>),
+        now: i64,
+    ) -> CreatedKey {
         let secret = apikey::generate(&mut OsRng);
         let key = ApiKey {
             id: random_key_id(),
@@ -104,8 +119,8 @@ impl App {
             created_at: now,
             expires_at,
             revoked_at: None,
-            rate_limit: None,
-            quota: None,
+            rate_limit: limits.0,
+            quota: limits.1,
             last_used_at: None,
             last_used_ip: None,
             rotated_to: None,
@@ -155,13 +170,28 @@ impl App {
                 ),
             ));
         }
+        // Stored in their canonical spelling, parsed again at lookup.
+        let mut spec = |field: &str, text: Option<&String>| -> Option<String> {
+            let text = text?;
+            match text.parse::<RateLimitSpec>() {
+                Ok(spec) => Some(spec.to_string()),
+                Err(error) => {
+                    problems.push(FieldError::new(field, "invalid_limit", error.to_string()));
+                    None
+                }
+            }
+        };
+        let limits = (
+            spec("rate_limit", request.rate_limit.as_ref()),
+            spec("quota", request.quota.as_ref()),
+        );
         let scopes = match scopes {
             Ok(set) if problems.is_empty() => set,
             _ => return Err(Error::Validation(problems)),
         };
         let now = self.clock.now();
         let user_id = caller.claims.user_id;
-        let created = self.new_key(user_id, name, scopes, request.expires_in.map(|s| now + s), now);
+        let created = self.new_key(user_id, name, scopes, request.expires_in.map(|s| now + s), limits, now);
         if !self.api_keys.create_key(created.key.clone()).await? {
             return Err(Error::AccountDisabled);
         }
@@ -184,7 +214,8 @@ impl App {
             return Err(Error::NotFound);
         }
         let scopes = ScopeSet::from_claim(Some(&old.scopes));
-        let created = self.new_key(user_id, &old.name, scopes, old.expires_at, now);
+        let limits = (old.rate_limit.clone(), old.quota.clone());
+        let created = self.new_key(user_id, &old.name, scopes, old.expires_at, limits, now);
         let grace_until = now + ROTATION_GRACE_SECS;
         if !self
             .api_keys
@@ -262,6 +293,8 @@ impl App {
                     scopes,
                     valid_until,
                     created_at: key.created_at,
+                    rate_limit: key.rate_limit.as_deref().and_then(|text| text.parse().ok()),
+                    quota: key.quota.as_deref().and_then(|text| text.parse().ok()),
                 });
                 self.denylist.api_keys.insert(hash, Arc::clone(&entry), now);
                 entry
@@ -287,6 +320,7 @@ impl App {
             claims: Arc::new(claims),
             scopes: cached.scopes,
             api_key_id: Some(cached.id.clone()),
+            api_key: Some(cached),
         })
     }
 

@@ -87,13 +87,38 @@ impl App {
     }
 
     /// Counts an API request against RATE_LIMIT_API: per user for an access token, per key for
-    /// an API key (G3: each key has its own budget, the owner's sessions keep theirs).
-    pub async fn enforce_api_limit(&self, user_id: i64, api_key_id: Option<&str>, ip: &str) -> Result<Decision, Error> {
-        let subject = match api_key_id {
-            Some(id) => id.to_owned(),
-            None => user_id.to_string(),
+    /// an API key (G3: each key has its own budget, its own limit when it was given one, the
+    /// owner's sessions keep theirs); then a key's quota, if it has one.
+    pub async fn enforce_api_limit(
+        &self,
+        user_id: i64,
+        api_key: Option<&crate::api_key_cache::CachedKey>,
+        ip: &str,
+    ) -> Result<Decision, Error> {
+        let Some(key) = api_key else {
+            return self
+                .enforce_limit("api", &user_id.to_string(), &self.config.rate_limit_api, ip)
+                .await;
         };
-        self.enforce_limit("api", &subject, &self.config.rate_limit_api, ip)
-            .await
+        let spec = key.rate_limit.as_ref().unwrap_or(&self.config.rate_limit_api);
+        let decision = self.enforce_limit("api", &key.id, spec, ip).await?;
+        if let Some(quota) = &key.quota {
+            let used = self.limits.hit(&format!("quota:{}", key.id), quota).await;
+            if !used.allowed {
+                self.metrics.rate_limited.with_label_values(&["quota"]).inc();
+                tracing::warn!(
+                    event = "quota_exceeded",
+                    user_id,
+                    key_id = %key.id,
+                    ip_address = %ip,
+                    limit = %used.limit,
+                    reset_at = used.reset_at,
+                    retry_after = used.retry_after_secs,
+                    "API key quota used up"
+                );
+                return Err(Error::QuotaExceeded(used));
+            }
+        }
+        Ok(decision)
     }
 }

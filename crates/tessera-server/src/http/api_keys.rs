@@ -38,6 +38,13 @@ pub(super) struct CreateKeyRequest {
     /// Seconds until the key expires (60 to 315360000); absent: never.
     #[schema(minimum = 60, maximum = 315_360_000)]
     expires_in: Option<i64>,
+    /// The key's own API rate limit (slowapi syntax, e.g. `600/minute`); absent:
+    /// RATE_LIMIT_API.
+    #[schema(example = "600/minute")]
+    rate_limit: Option<String>,
+    /// A usage quota (slowapi syntax, e.g. `1000/day;20000/month`); absent: none.
+    #[schema(example = "1000/day")]
+    quota: Option<String>,
 }
 
 /// A key as listed (never the secret).
@@ -67,6 +74,10 @@ pub(super) struct KeyView {
     last_used_at: Option<String>,
     /// Client address of the last use.
     last_used_ip: Option<String>,
+    /// The key's own API rate limit; null: RATE_LIMIT_API.
+    rate_limit: Option<String>,
+    /// The key's usage quota; null: none.
+    quota: Option<String>,
 }
 
 impl From<ApiKey> for KeyView {
@@ -87,6 +98,8 @@ impl From<ApiKey> for KeyView {
             rotated_to: key.rotated_to,
             last_used_at: key.last_used_at.map(rfc3339),
             last_used_ip: key.last_used_ip,
+            rate_limit: key.rate_limit,
+            quota: key.quota,
         }
     }
 }
@@ -155,6 +168,8 @@ pub(super) async fn create_key(
         name,
         scopes,
         expires_in: request.expires_in,
+        rate_limit: request.rate_limit,
+        quota: request.quota,
     };
     let created = state.create_api_key(&user.authenticated(), request, &ip).await?;
     Ok((StatusCode::CREATED, Json(CreatedKeyView::from(created))).into_response())

@@ -37,6 +37,8 @@ pub struct AuthUser {
     /// The key id when the credential is an API key (G3); its `claims` are then synthesised
     /// (owner, no session: `sid` is empty).
     pub api_key_id: Option<String>,
+    /// The verified key (its limits and quota), when the credential is an API key.
+    pub api_key: Option<Arc<crate::api_key_cache::CachedKey>>,
 }
 
 impl AuthUser {
@@ -46,6 +48,7 @@ impl AuthUser {
             claims: Arc::clone(&self.claims),
             scopes: self.scopes,
             api_key_id: self.api_key_id.clone(),
+            api_key: self.api_key.clone(),
         }
     }
 }
@@ -92,14 +95,15 @@ impl FromRequestParts<AppState> for AuthUser {
             },
         };
         // `Bearer tsk_...` is an API key (G3); anything else an access token.
-        let (claims, scopes, api_key_id) = if !via_cookie && tessera_core::apikey::is_api_key(&token) {
+        let (claims, scopes, api_key) = if !via_cookie && tessera_core::apikey::is_api_key(&token) {
             let caller = state.authenticate_api_key(&token, &ip).await?;
-            (caller.claims, caller.scopes, caller.api_key_id)
+            (caller.claims, caller.scopes, caller.api_key)
         } else {
             let claims = state.authenticate(&token, &ip).await?;
             let scopes = ScopeSet::from_claim(claims.scope.as_deref());
             (claims, scopes, None)
         };
+        let api_key_id = api_key.as_ref().map(|key| key.id.clone());
         if via_cookie && is_unsafe(&parts.method) {
             state.check_csrf(&claims.sid, presented_csrf(&parts.headers), &ip)?;
         }
@@ -121,6 +125,7 @@ impl FromRequestParts<AppState> for AuthUser {
             via_cookie,
             scopes,
             api_key_id,
+            api_key,
         })
     }
 }

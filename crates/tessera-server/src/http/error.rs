@@ -52,6 +52,8 @@ pub enum ErrorCode {
     ValidationError,
     /// 429.
     RateLimited,
+    /// 429: an API key used up its quota (G3).
+    QuotaExceeded,
     /// 500.
     InternalServerError,
     /// 503: a dependency is down or the server sheds load.
@@ -62,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ValidationError,
         ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
         ErrorCode::InternalServerError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::StorageUnavailable,
@@ -100,7 +103,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::ServiceUnavailable | ErrorCode::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -125,6 +128,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::ValidationError => "validation_error",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::InternalServerError => "internal_server_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::StorageUnavailable => "storage_unavailable",
@@ -190,6 +194,9 @@ pub enum AppError {
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
+    /// 429 `quota_exceeded`: the key's quota is used up (details: when it resets).
+    #[error("quota exceeded")]
+    QuotaExceeded(tessera_core::limits::Decision),
     /// 503 with Retry-After seconds.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -245,6 +252,7 @@ impl From<app::Error> for AppError {
             app::Error::InvalidCredentials { limit } => AppError::InvalidCredentials(limit),
             app::Error::AccountDisabled => AppError::Code(ErrorCode::AccountDisabled),
             app::Error::RateLimited(decision) => AppError::RateLimited(decision),
+            app::Error::QuotaExceeded(decision) => AppError::QuotaExceeded(decision),
             app::Error::NotAuthenticated => AppError::Code(ErrorCode::NotAuthenticated),
             app::Error::Token(TokenRejection::Expired) => AppError::Token {
                 code: ErrorCode::TokenExpired,
@@ -395,6 +403,17 @@ impl IntoResponse for AppError {
                 RenderedError {
                     details: Some(json!({ "scope": scope.as_str() })),
                     ..RenderedError::plain(ErrorCode::InsufficientScope)
+                }
+            }
+            AppError::QuotaExceeded(decision) => {
+                retry_after = Some(decision.retry_after_secs);
+                RenderedError {
+                    details: Some(json!({
+                        "quota": decision.limit.to_string(),
+                        "reset_at": super::rfc3339(decision.reset_at),
+                        "retry_after": decision.retry_after_secs,
+                    })),
+                    ..RenderedError::plain(ErrorCode::QuotaExceeded)
                 }
             }
             AppError::Code(code) => RenderedError::plain(code),

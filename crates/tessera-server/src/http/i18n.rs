@@ -96,6 +96,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
         ),
         "validation_error" => ("The request has invalid fields", "请求参数验证失败"),
         "rate_limited" => ("Too many requests, please try again later", "请求过于频繁，请稍后再试"),
+        "quota_exceeded" => (
+            "This API key has used up its quota; see details.reset_at",
+            "该 API 密钥的配额已用完，请参阅 details.reset_at",
+        ),
         "service_unavailable" => (
             "Service temporarily unavailable, please retry",
             "服务暂时不可用，请稍后重试",

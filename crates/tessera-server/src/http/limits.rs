@@ -43,7 +43,7 @@ pub async fn api_limit(State(state): State<AppState>, request: Request, next: Ne
         .await
         .unwrap_or_else(|e| match e {});
     let decision = match state
-        .enforce_api_limit(user.claims.user_id, user.api_key_id.as_deref(), &ip)
+        .enforce_api_limit(user.claims.user_id, user.api_key.as_deref(), &ip)
         .await
     {
         Ok(decision) => decision,

@@ -267,7 +267,9 @@ error_responses! {
     );
     /// 429 with `Retry-After` and `X-RateLimit-*`.
     RateLimited => || with_rate_limit_headers(error_response(
-        "`rate_limited`: `details` has the `limit` and `retry_after` seconds.",
+        "`rate_limited`: `details` has the `limit` and `retry_after` seconds. \
+         `quota_exceeded` (API keys): `details` has the `quota`, `reset_at` (RFC 3339, the end of \
+         its current window) and `retry_after` seconds.",
     ))
     .header("Retry-After", integer_header("Seconds after which a retry may succeed."));
     /// 500.

@@ -382,3 +382,63 @@ async fn logout_with_a_key_ends_sessions_but_not_the_key() {
     // The key is not a session: it keeps working until it is revoked.
     assert_eq!(profile_status(&app, key).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_used_up_quota_is_429_quota_exceeded_until_it_resets() {
+    let app = spawn_app_on_manual_clock(|_| {}).await;
+    let (user, login) = app.new_session().await;
+    let created = create_key(
+        &app,
+        &login.access,
+        json!({ "name": "metered", "scopes": ["profile:read"], "quota": "2/day" }),
+    )
+    .await;
+    assert_eq!(created["quota"], "2/day");
+    let key = created["key"].as_str().unwrap();
+    for _ in 0..2 {
+        assert_eq!(profile_status(&app, key).await, StatusCode::OK);
+    }
+    let refused = app.profile(key).await;
+    let (headers, body) = assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "quota_exceeded").await;
+    assert_eq!(body["details"]["quota"], "2/day");
+    assert!(
+        body["details"]["reset_at"]
+            .as_str()
+            .is_some_and(crate::helpers::is_rfc3339_utc)
+    );
+    let retry_after: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    assert!(retry_after > 0 && retry_after <= 2 * 86_400, "{retry_after}");
+    assert_eq!(body["details"]["retry_after"], retry_after);
+    // Still refused an hour later; allowed once the quota's window has passed.
+    app.advance(Duration::from_secs(3600));
+    assert_error(app.profile(key).await, StatusCode::TOO_MANY_REQUESTS, "quota_exceeded").await;
+    app.advance(Duration::from_secs(retry_after));
+    assert_eq!(profile_status(&app, key).await, StatusCode::OK);
+    // The owner's sessions never had a quota.
+    let fresh = app.login_user(&user).await;
+    assert_eq!(app.profile(&fresh.access).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_key_can_have_its_own_rate_limit_and_bad_limits_are_refused() {
+    let app = spawn_app().await;
+    let (_, login) = app.new_session().await;
+    let created = create_key(
+        &app,
+        &login.access,
+        json!({ "name": "slow", "scopes": ["profile:read"], "rate_limit": "1/minute" }),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(profile_status(&app, key).await, StatusCode::OK);
+    let (headers, _) = assert_error(app.profile(key).await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(header(&headers, "x-ratelimit-limit"), Some("1"));
+    let bad = app
+        .post("/api-keys")
+        .bearer_auth(&login.access)
+        .json(&json!({ "name": "x", "scopes": ["profile:read"], "quota": "lots" }))
+        .send()
+        .await
+        .unwrap();
+    assert_field_error(bad, "quota", "invalid_limit").await;
+}
