@@ -94,6 +94,8 @@ pub fn claims() -> Claims {
         exp: NOW + LIFETIME,
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
+        roles: Vec::new(),
+        scope: None,
     }
 }
 

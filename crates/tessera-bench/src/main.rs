@@ -344,6 +344,8 @@ fn hash_seconds(params: PasswordParams, rounds: usize) -> Result<f64> {
 struct Account {
     login_json: Bytes,
     access: Arc<str>,
+    /// An API key of the account with `profile:read` (G3).
+    api_key: Arc<str>,
 }
 
 /// Registers and logs in `args.users` fresh accounts.
@@ -385,9 +387,27 @@ async fn accounts(args: &Args) -> Result<Vec<Account>> {
             .get("access_token")
             .and_then(|v| v.as_str())
             .context("login answer without access_token")?;
+        let new_key = serde_json::json!({ "name": "bench", "scopes": ["profile:read"] });
+        let (status, body) = conn
+            .send(
+                Method::POST,
+                "/api-keys",
+                Some(access),
+                Some(serde_json::to_vec(&new_key)?.into()),
+            )
+            .await?;
+        if status != StatusCode::CREATED {
+            bail!("POST /api-keys answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let created: serde_json::Value = serde_json::from_slice(&body)?;
+        let api_key = created
+            .get("key")
+            .and_then(|v| v.as_str())
+            .context("POST /api-keys answer without key")?;
         out.push(Account {
             login_json,
             access: access.into(),
+            api_key: api_key.into(),
         });
     }
     Ok(out)
@@ -452,6 +472,26 @@ async fn bench(args: Args) -> Result<()> {
             );
         }
         profile = Some(outcome.rps);
+    }
+    if wants("profile_key") {
+        // The same route with an API key instead of an access token: the key cache's hot path.
+        let works = (0..c)
+            .map(|i| Work::Get {
+                path: "/profile",
+                bearer: Some(Arc::clone(&users[i % users.len()].api_key)),
+            })
+            .collect();
+        let outcome = run(&args, works, None).await?;
+        row(&args, "GET /profile (API key)", c, &outcome);
+        if let Some(healthz) = healthz_rps {
+            note(
+                &args,
+                &format!(
+                    "/profile with a key / /healthz = {:.2} (target >= 0.85)",
+                    outcome.rps / healthz
+                ),
+            );
+        }
     }
     if wants("chat") {
         let works = (0..c)

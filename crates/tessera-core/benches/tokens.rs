@@ -58,6 +58,8 @@ fn claims() -> Claims {
         exp: NOW + ACCESS_TTL,
         iss: "tessera".into(),
         aud: "tessera-api".into(),
+        roles: Vec::new(),
+        scope: None,
     }
 }
 

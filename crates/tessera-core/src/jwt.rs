@@ -62,6 +62,15 @@ pub struct Claims {
     pub iss: String,
     /// Audience (Tessera issues a single audience string).
     pub aud: String,
+    /// The user's roles at the time of issue (G4). Absent in tokens issued before roles
+    /// existed: read as none.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The granted scopes, space-separated (RFC 8693 `scope`). `None` only in tokens issued
+    /// before scopes existed, which `scope::ScopeSet::from_claim` reads as the user scope (they
+    /// came from a password login and live at most one access lifetime). Refresh tokens omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Deserialises a NumericDate: a JSON number only (integer, or a finite fraction rounded down).
@@ -230,6 +239,8 @@ mod tests {
             exp: NOW + 900,
             iss: "tessera".into(),
             aud: "tessera-api".into(),
+            roles: Vec::new(),
+            scope: None,
         }
     }
 
@@ -300,5 +311,33 @@ mod tests {
         ] {
             assert!(with("exp", bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn roles_and_scope_round_trip_and_tokens_from_before_them_still_verify() {
+        let ring = ring();
+        let scoped = Claims {
+            roles: vec!["admin".into()],
+            scope: Some("profile:read agent:chat".into()),
+            ..claims()
+        };
+        let token = issue(&ring, TokenKind::Access, &scoped, &mut OsRng).unwrap();
+        assert_eq!(verify(&ring, &token, TokenKind::Access, &validation(), NOW), Ok(scoped));
+        // A payload written before roles and scopes existed: no `roles`, no `scope`.
+        let mut old = serde_json::to_value(claims()).unwrap();
+        let object = old.as_object_mut().unwrap();
+        object.remove("roles");
+        object.remove("scope");
+        let key = ring.signing_key().unwrap();
+        let token = crate::jws::sign(
+            key,
+            Some(TokenKind::Access.typ()),
+            &serde_json::to_vec(&old).unwrap(),
+            &mut OsRng,
+        )
+        .unwrap();
+        let verified = verify(&ring, &token, TokenKind::Access, &validation(), NOW).unwrap();
+        assert_eq!(verified.roles, Vec::<String>::new());
+        assert_eq!(verified.scope, None);
     }
 }

@@ -29,9 +29,12 @@
 //! - [`password`]: argon2id hashing, rehash detection, the dummy verification and the policy.
 //! - [`sealing`]: private keys encrypted at rest under a master key.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
+//! - [`apikey`]: API keys (`tsk_...`): format, checksum, keyed hash.
+//! - [`scope`]: scopes (`profile:read`, `*`, ...) and the roles that decide a user's full scope.
 //! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
 
 pub mod algorithm;
+pub mod apikey;
 pub mod b64;
 pub mod csrf;
 pub mod header;
@@ -41,6 +44,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod password;
+pub mod scope;
 pub mod sealing;
 pub mod store;
 
@@ -50,3 +54,4 @@ pub use identity::{Email, IdentityError, Username};
 pub use jws::JwsError;
 pub use jwt::{Claims, TokenError, TokenKind, Validation};
 pub use keys::{Key, KeyRing, KeyState, Kid};
+pub use scope::{Scope, ScopeSet};

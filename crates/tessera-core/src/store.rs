@@ -125,6 +125,12 @@ pub trait UserStore: Send + Sync {
     async fn list(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError>;
     /// Deletes an account and, with it, its sessions. Returns false when there is none.
     async fn delete(&self, id: i64) -> Result<bool, StoreError>;
+    /// The account's roles (G4), sorted by name; empty for an unknown account.
+    async fn roles(&self, user_id: i64) -> Result<Vec<String>, StoreError>;
+    /// Grants a role. Returns false when the account already holds it or does not exist.
+    async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError>;
+    /// Takes a role away. Returns false when the account did not hold it.
+    async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError>;
 }
 
 /// A login session: one refresh-token family (B2). The session id is the `sid` claim of every
@@ -367,6 +373,119 @@ pub trait KeyStore: Send + Sync {
     async fn retire(&self, kid: &str, at: i64) -> Result<bool, StoreError>;
     /// Deletes a key (prune). Returns false when there is no such key.
     async fn delete(&self, kid: &str) -> Result<bool, StoreError>;
+}
+
+/// A stored API key (G3): never the key itself, only its keyed hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Public id (in URLs: `/api-keys/{id}`).
+    pub id: String,
+    /// Owner (a user or a service account).
+    pub user_id: i64,
+    /// The owner's label.
+    pub name: String,
+    /// The first characters of the key (`tsk_` + 8), for listings.
+    pub prefix: String,
+    /// HMAC-SHA256 of the key under the server's key-hashing secret.
+    pub key_hash: Vec<u8>,
+    /// Granted scopes, space-separated.
+    pub scopes: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<i64>,
+    /// When the key stops (or stopped) working because it was revoked or rotated: a rotation
+    /// sets it to the end of the grace period, a revocation to now.
+    pub revoked_at: Option<i64>,
+    /// Per-key rate limit (slowapi syntax); `None` is the server's default.
+    pub rate_limit: Option<String>,
+    /// Per-key quota (slowapi syntax, e.g. `10000/day`); `None` is no quota.
+    pub quota: Option<String>,
+    /// Last use (flushed in batches, so up to a flush interval late).
+    pub last_used_at: Option<i64>,
+    /// Client address of the last use.
+    pub last_used_ip: Option<String>,
+    /// The key that replaced this one by rotation.
+    pub rotated_to: Option<String>,
+    /// When revoked_at or rotated_to last changed (what the revocation poll reads).
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("prefix", &self.prefix)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKey {
+    /// Whether the key works at `now`: neither expired nor revoked (a rotated key works until
+    /// the end of its grace period).
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at) && self.revoked_at.is_none_or(|at| now < at)
+    }
+}
+
+/// A key found by its hash, with what the server needs about its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyLookup {
+    /// The key.
+    pub key: ApiKey,
+    /// The owner's name.
+    pub username: String,
+    /// Whether the owner is disabled (then the key does not work).
+    pub owner_disabled: bool,
+}
+
+/// One key's last use, for [`ApiKeyStore::record_usage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// Key id.
+    pub id: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// Client address.
+    pub ip: String,
+}
+
+/// API keys (G3).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a new key (`last_used_*`, `rotated_to` and `revoked_at` are ignored). `false`
+    /// when the owner does not exist or is disabled (nothing stored).
+    async fn create_key(&self, key: ApiKey) -> Result<bool, StoreError>;
+    /// The key with this hash and its owner's state, revoked or not.
+    async fn find_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKeyLookup>, StoreError>;
+    /// One key of a user, revoked or not.
+    async fn find_key(&self, user_id: i64, id: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// A user's keys that are not revoked at `now` (rotated ones within their grace included),
+    /// oldest first.
+    async fn list_keys(&self, user_id: i64, now: i64) -> Result<Vec<ApiKey>, StoreError>;
+    /// Replaces key `id` of `user_id` by `new` in one transaction: `new` is stored, the old key
+    /// keeps working until `grace_until` and points to `new`. `false` (nothing changed) when the
+    /// user has no such key that works at `now` or that was already rotated.
+    async fn rotate_key(
+        &self,
+        user_id: i64,
+        id: &str,
+        new: ApiKey,
+        grace_until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Revokes key `id` of `user_id` from `now`. `false` when the user has no such key that
+    /// works at `now`.
+    async fn revoke_key(&self, user_id: i64, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Ids of the keys revoked or rotated since `since`, and of the keys of accounts disabled
+    /// since then (the revocation poll).
+    async fn keys_changed_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
+    /// Records last uses, many keys in one call (the batched flush).
+    async fn record_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError>;
 }
 
 /// Revoked access tokens and sessions, checked on every authenticated request. Implementations

@@ -38,6 +38,8 @@ fn claims() -> Claims {
         exp: NOW + 900,
         iss: "tessera".into(),
         aud: "tessera-api".into(),
+        roles: Vec::new(),
+        scope: None,
     }
 }
 

@@ -140,6 +140,39 @@ pub enum UsersAction {
         #[arg(long)]
         json: bool,
     },
+    /// Grant, take away or list an account's roles (`admin` is built in and grants every
+    /// scope; other names are free-form). Access tokens carry the roles from the next
+    /// refresh or login on.
+    #[command(after_help = FOOTER)]
+    Roles {
+        /// What to do.
+        #[command(subcommand)]
+        action: RolesAction,
+    },
+}
+
+/// `tessera users roles ...`.
+#[derive(Debug, Subcommand)]
+pub enum RolesAction {
+    /// Grant a role.
+    Add {
+        /// The account: email, username or numeric id.
+        user: String,
+        /// The role: 1 to 64 characters of a-z, 0-9, '_', '-', '.', ':'.
+        role: String,
+    },
+    /// Take a role away.
+    Remove {
+        /// The account: email, username or numeric id.
+        user: String,
+        /// The role.
+        role: String,
+    },
+    /// Print the account's roles, one a line.
+    List {
+        /// The account: email, username or numeric id.
+        user: String,
+    },
 }
 
 /// `tessera keys ...`. These work on the database directly; running instances pick the change
@@ -337,6 +370,7 @@ pub fn users_command(action: UsersAction) -> ExitCode {
             UsersAction::Disable { user } => disable_user(&config, &accounts, &user).await,
             UsersAction::Enable { user } => enable_user(&accounts, &user).await,
             UsersAction::List { limit, offset, json } => list_users(users.as_ref(), limit, offset, json).await,
+            UsersAction::Roles { action } => user_roles(&accounts, action).await,
         }
     })
 }
@@ -501,6 +535,37 @@ async fn enable_user(accounts: &Accounts, who: &str) -> anyhow::Result<ExitCode>
         println!("enabled {}: it can log in again", describe(&user));
     } else {
         println!("{} is not disabled", describe(&user));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_roles(accounts: &Accounts, action: RolesAction) -> anyhow::Result<ExitCode> {
+    match action {
+        RolesAction::Add { user, role } => {
+            let (user, added) = accounts.add_role(&user, &role, "cli").await.map_err(operator_failure)?;
+            if added {
+                println!("granted role {role} to {}", describe(&user));
+            } else {
+                println!("{} already has role {role}", describe(&user));
+            }
+        }
+        RolesAction::Remove { user, role } => {
+            let (user, removed) = accounts
+                .remove_role(&user, &role, "cli")
+                .await
+                .map_err(operator_failure)?;
+            if removed {
+                println!("took role {role} from {}", describe(&user));
+            } else {
+                println!("{} does not have role {role}", describe(&user));
+            }
+        }
+        RolesAction::List { user } => {
+            let (_, roles) = accounts.roles(&user).await.map_err(operator_failure)?;
+            for role in roles {
+                println!("{role}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -40,6 +40,9 @@ pub struct Keys {
     pub source: &'static str,
     /// Authenticates entries of the shared token cache (never leaves the process).
     pub cache_mac_key: zeroize::Zeroizing<Vec<u8>>,
+    /// Hashes API keys for storage and lookup (G3); derived from the same root secret as the
+    /// CSRF key, so every instance computes the same hash.
+    pub api_key_hasher: tessera_core::apikey::KeyHasher,
     /// The managed key ring's store, when keys are managed (reloads and rotation).
     managed: Option<Managed>,
 }
@@ -276,6 +279,8 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>, now: i64) -> anyhow
         None => CsrfKey::new(&root)?,
     };
     let cache_mac_key = zeroize::Zeroizing::new(derive(&root, b"tessera token cache v1")?);
+    let api_key_hasher =
+        tessera_core::apikey::KeyHasher::new(&zeroize::Zeroizing::new(derive(&root, b"tessera api key hash v1")?));
     if !generated.is_empty() {
         tracing::info!(
             event = "keys_generated",
@@ -303,6 +308,7 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>, now: i64) -> anyhow
         csrf,
         source,
         cache_mac_key,
+        api_key_hasher,
         managed,
     })
 }

@@ -9,12 +9,13 @@
 //! - [`app`]: the application services (A1): register, login, refresh, logout, sessions,
 //!   authentication, rate limits, account administration. Plain Rust, no HTTP.
 //! - Infrastructure the services use: [`config`] (S11; with `config::secrets`, S3), [`keys`] (S3, B1),
-//!   [`hashing`] (B8), [`revocation`] (B3, B9), [`backends`] (B9), [`token_cache`] (S8),
+//!   [`hashing`] (B8), [`revocation`] (B3, B9), [`backends`] (B9), [`token_cache`] (S8), [`api_key_cache`] (G3),
 //!   [`metrics`] (S10), [`telemetry`] (S6), [`clock`] (A4).
 //!
 //! [`cli`] runs `tessera serve`, `config check`, `keys`, `users`, `migrate` on top of the
 //! services; this file composes everything: [`build`] and [`serve`].
 
+pub mod api_key_cache;
 pub mod app;
 pub mod backends;
 pub mod cli;
@@ -38,7 +39,7 @@ use rand::rngs::OsRng;
 use tessera_core::jwt::Validation;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
 
-use tessera_core::store::{KeyStore, RateLimiter, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, KeyStore, RateLimiter, SessionStore, UserStore};
 use tessera_store::breaker;
 use tessera_store::memory::MemoryRateLimiter;
 use tessera_store::postgres::PgStore;
@@ -73,7 +74,16 @@ struct Stores {
     users: Arc<dyn UserStore>,
     sessions: Arc<dyn SessionStore>,
     keys: Arc<dyn KeyStore>,
+    api_keys: Arc<dyn ApiKeyStore>,
 }
+
+/// One database's store under each of its trait objects.
+type StoreHandles = (
+    Arc<dyn UserStore>,
+    Arc<dyn SessionStore>,
+    Arc<dyn KeyStore>,
+    Arc<dyn ApiKeyStore>,
+);
 
 /// How often the breaker's probe pings a database found unavailable (see
 /// [`tessera_store::breaker`]).
@@ -82,14 +92,14 @@ pub const DATABASE_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Opens the stores of `database`, each behind the same circuit breaker: once a call finds the
 /// database unavailable, calls fail at once (503) until a background ping succeeds.
 async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
-    let (users, sessions, keys): (Arc<dyn UserStore>, Arc<dyn SessionStore>, Arc<dyn KeyStore>) = match database {
+    let (users, sessions, keys, api_keys): StoreHandles = match database {
         Database::Sqlite(path) => {
             let store = Arc::new(
                 SqliteStore::open(path)
                     .await
                     .with_context(|| format!("could not open the database at {}", path.display()))?,
             );
-            (store.clone(), store.clone(), store)
+            (store.clone(), store.clone(), store.clone(), store)
         }
         Database::Postgres(url) => {
             let store = Arc::new(
@@ -97,7 +107,7 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
                     .await
                     .with_context(|| format!("could not connect to DATABASE_URL {database}"))?,
             );
-            (store.clone(), store.clone(), store)
+            (store.clone(), store.clone(), store.clone(), store)
         }
     };
     let guarded = breaker::guard(users, sessions, keys, DATABASE_PROBE_INTERVAL);
@@ -105,6 +115,7 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
         users: guarded.users,
         sessions: guarded.sessions,
         keys: guarded.keys,
+        api_keys: Arc::new(breaker::Guarded::new(api_keys, guarded.breaker)),
     })
 }
 
@@ -136,12 +147,13 @@ pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Res
 /// the store (its pool) to make the running server's database full or read-only.
 pub async fn build_with_store<S>(config: Config, store: Arc<S>) -> anyhow::Result<Built>
 where
-    S: UserStore + SessionStore + KeyStore + 'static,
+    S: UserStore + SessionStore + KeyStore + ApiKeyStore + 'static,
 {
     let stores = Stores {
         users: store.clone(),
         sessions: store.clone(),
-        keys: store,
+        keys: store.clone(),
+        api_keys: store,
     };
     build_on(config, stores, SystemClock::shared()).await
 }
@@ -166,6 +178,7 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
     denylist
         .start(
             stores.sessions.clone(),
+            stores.api_keys.clone(),
             config.access_ttl_secs + config.leeway_secs,
             Duration::from_millis(config.revocation_poll_millis),
         )
@@ -211,6 +224,8 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         users: stores.users,
         sessions: stores.sessions,
         key_store: stores.keys,
+        api_keys: stores.api_keys,
+        key_usage: app::api_keys::UsageBuffer::default(),
         denylist,
         limits,
         redis,
@@ -224,6 +239,7 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         clock,
     });
     state.spawn_key_reload();
+    state.spawn_key_usage_flush();
     Ok(Built {
         router: http::router(state.clone()),
         state,

@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 /// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
-pub const RATE_LIMITED_ROUTES: [&str; 4] = ["login", "login_account", "register", "api"];
+pub const RATE_LIMITED_ROUTES: [&str; 5] = ["login", "login_account", "register", "api", "quota"];
 
 /// Every metric Tessera exports.
 pub struct Metrics {
@@ -30,6 +30,10 @@ pub struct Metrics {
     pub token_verifications: IntCounterVec,
     /// `auth_rate_limited_total{route}`.
     pub rate_limited: IntCounterVec,
+    /// `auth_api_key_verifications_total{result="valid|malformed|invalid|revoked"}` (G3).
+    pub api_key_verifications: IntCounterVec,
+    /// `auth_api_key_events_total{event="created|rotated|revoked"}` (G3).
+    pub api_key_events: IntCounterVec,
     /// `auth_refresh_reuse_detected_total`.
     pub refresh_reuse: IntCounter,
     /// `auth_csrf_failures_total`.
@@ -103,6 +107,20 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new("auth_token_verifications_total", "Access-token checks by result."),
                     &["result"],
+                )?,
+            )?,
+            api_key_verifications: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("auth_api_key_verifications_total", "API-key checks by result."),
+                    &["result"],
+                )?,
+            )?,
+            api_key_events: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("auth_api_key_events_total", "API keys created, rotated and revoked."),
+                    &["event"],
                 )?,
             )?,
             rate_limited: register(
@@ -203,6 +221,12 @@ impl Metrics {
         }
         for result in ["valid", "expired", "invalid", "revoked"] {
             self.token_verifications.with_label_values(&[result]);
+        }
+        for result in ["valid", "malformed", "invalid", "revoked"] {
+            self.api_key_verifications.with_label_values(&[result]);
+        }
+        for event in ["created", "rotated", "revoked"] {
+            self.api_key_events.with_label_values(&[event]);
         }
         for route in RATE_LIMITED_ROUTES {
             self.rate_limited.with_label_values(&[route]);

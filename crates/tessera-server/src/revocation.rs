@@ -9,16 +9,18 @@
 //!   outages, instances that were disconnected, and revocations made by the CLI.
 //!
 //! So a logout on one instance is refused everywhere within the poll interval at worst, and
-//! usually within a few milliseconds.
+//! usually within a few milliseconds. API keys (G3) travel the same two ways: a revoked or
+//! rotated key, or a key of a disabled owner, leaves the key cache of every instance.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tessera_core::store::{Denylist, SessionStore, StoreError};
+use tessera_core::store::{ApiKeyStore, Denylist, SessionStore, StoreError};
 use tessera_store::memory::MemoryDenylist;
 use tessera_store::redis_bus::RedisBus;
 
+use crate::api_key_cache::ApiKeyCache;
 use crate::backends::RedisHealth;
 use crate::clock::SharedClock;
 
@@ -47,7 +49,12 @@ pub struct Revocations {
     local: MemoryDenylist,
     redis: Option<Arc<RedisHealth>>,
     clock: SharedClock,
+    /// Verified API keys; a key revoked anywhere leaves it.
+    pub api_keys: ApiKeyCache,
 }
+
+/// How many verified API keys an instance caches.
+pub const API_KEY_CACHE_SIZE: usize = 10_000;
 
 impl Revocations {
     /// A denylist, shared through `redis` when there is one.
@@ -56,6 +63,7 @@ impl Revocations {
             local: MemoryDenylist::new(),
             redis,
             clock,
+            api_keys: ApiKeyCache::new(API_KEY_CACHE_SIZE),
         })
     }
 
@@ -71,6 +79,12 @@ impl Revocations {
         });
     }
 
+    /// Drops API key `id` from the key cache of this instance and, over Redis, of every other.
+    pub fn revoke_api_key(&self, id: &str) {
+        self.api_keys.invalidate(id);
+        self.publish(format!("k {id} 0"));
+    }
+
     /// Applies a message published by another instance.
     fn apply(&self, message: &str) {
         let now = self.clock.now();
@@ -82,6 +96,7 @@ impl Revocations {
         match kind {
             "s" => self.local.revoke_session(id, until, now),
             "t" => self.local.revoke_token(id, until, now),
+            "k" => self.api_keys.invalidate(id),
             _ => {}
         }
     }
@@ -96,10 +111,22 @@ impl Revocations {
         Ok(())
     }
 
+    /// Drops from the key cache the keys revoked, rotated or of owners disabled since `since`.
+    async fn catch_up_keys(&self, keys: &dyn ApiKeyStore, since: i64) -> Result<(), StoreError> {
+        if self.api_keys.is_empty() {
+            return Ok(());
+        }
+        for id in keys.keys_changed_since(since).await? {
+            self.api_keys.invalidate(&id);
+        }
+        Ok(())
+    }
+
     /// Starts the subscriber and the database poll.
     pub async fn start(
         self: &Arc<Self>,
         sessions: Arc<dyn SessionStore>,
+        api_keys: Arc<dyn ApiKeyStore>,
         access_lifetime: i64,
         poll_interval: Duration,
     ) -> Result<(), StoreError> {
@@ -118,7 +145,11 @@ impl Revocations {
                 tokio::time::sleep(poll_interval).await;
                 let polled_at = revocations.clock.now();
                 let since = last_success.load(Ordering::Relaxed) - POLL_OVERLAP_SECS;
-                match revocations.catch_up(sessions.as_ref(), since, access_lifetime).await {
+                let caught_up = match revocations.catch_up(sessions.as_ref(), since, access_lifetime).await {
+                    Ok(()) => revocations.catch_up_keys(api_keys.as_ref(), since).await,
+                    Err(error) => Err(error),
+                };
+                match caught_up {
                     Ok(()) => last_success.store(polled_at, Ordering::Relaxed),
                     Err(error) => tracing::debug!(%error, "revocation poll failed; will retry"),
                 }
@@ -156,6 +187,23 @@ mod tests {
         let later = clock.now() + 100;
         revocations.apply(&format!("s sid-1 {later}"));
         revocations.apply(&format!("t jti-1 {later}"));
+        revocations.api_keys.insert(
+            [7; 32],
+            std::sync::Arc::new(crate::api_key_cache::CachedKey {
+                id: "key-1".into(),
+                user_id: 1,
+                username: "u".into(),
+                roles: Vec::new(),
+                scopes: tessera_core::ScopeSet::USER,
+                valid_until: None,
+                created_at: 0,
+                rate_limit: None,
+                quota: None,
+            }),
+            clock.now(),
+        );
+        revocations.apply("k key-1 0");
+        assert!(revocations.api_keys.get(&[7; 32], clock.now()).is_none());
         for garbage in ["", "s", "s x", "s x notanumber", "z x 1", "s  1"] {
             revocations.apply(garbage);
         }

@@ -255,6 +255,8 @@ mod tests {
             exp,
             iss: "i".into(),
             aud: "a".into(),
+            roles: Vec::new(),
+            scope: None,
         })
     }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tessera_core::store::{
-    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, Session,
-    SessionStore, StoreError, StoredKey, User, UserStore,
+    ApiKey, ApiKeyLookup, ApiKeyStore, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession, NewUser,
+    RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
 };
 
 /// Each probe ping gives up after this long (the pool's own acquire timeout is longer).
@@ -209,6 +209,18 @@ impl UserStore for Guarded<dyn UserStore> {
     async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         self.breaker.call(self.inner.delete(id)).await
     }
+
+    async fn roles(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        self.breaker.call(self.inner.roles(user_id)).await
+    }
+
+    async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.add_role(user_id, role, now)).await
+    }
+
+    async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.remove_role(user_id, role)).await
+    }
 }
 
 #[async_trait]
@@ -274,5 +286,49 @@ impl KeyStore for Guarded<dyn KeyStore> {
 
     async fn delete(&self, kid: &str) -> Result<bool, StoreError> {
         self.breaker.call(self.inner.delete(kid)).await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for Guarded<dyn ApiKeyStore> {
+    async fn create_key(&self, key: ApiKey) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.create_key(key)).await
+    }
+
+    async fn find_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKeyLookup>, StoreError> {
+        self.breaker.call(self.inner.find_key_by_hash(key_hash)).await
+    }
+
+    async fn find_key(&self, user_id: i64, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.breaker.call(self.inner.find_key(user_id, id)).await
+    }
+
+    async fn list_keys(&self, user_id: i64, now: i64) -> Result<Vec<ApiKey>, StoreError> {
+        self.breaker.call(self.inner.list_keys(user_id, now)).await
+    }
+
+    async fn rotate_key(
+        &self,
+        user_id: i64,
+        id: &str,
+        new: ApiKey,
+        grace_until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.rotate_key(user_id, id, new, grace_until, now))
+            .await
+    }
+
+    async fn revoke_key(&self, user_id: i64, id: &str, now: i64) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.revoke_key(user_id, id, now)).await
+    }
+
+    async fn keys_changed_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        self.breaker.call(self.inner.keys_changed_since(since)).await
+    }
+
+    async fn record_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        self.breaker.call(self.inner.record_usage(usage)).await
     }
 }

@@ -34,8 +34,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    InsertCondition, KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, Session,
-    SessionStore, StoreError, StoredKey, User, UserStore, check_account_then_rotate,
+    ApiKey, ApiKeyLookup, ApiKeyStore, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession, NewUser,
+    RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
+    check_account_then_rotate,
 };
 
 use crate::store_error;
@@ -462,6 +463,45 @@ where
             .map_err(store_error);
         self.wrote(deleted).map(|ids| !ids.is_empty())
     }
+
+    async fn roles(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        // Byte order, the same on both backends (a role name is plain ASCII).
+        let sql = format!(
+            "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role COLLATE {}",
+            D::BYTE_ORDER
+        );
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError> {
+        // One statement: the account must exist, and a role already held changes nothing.
+        let added = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO user_roles (user_id, role, created_at) SELECT id, $2, $3 FROM users WHERE id = $1 \
+             ON CONFLICT (user_id, role) DO NOTHING RETURNING user_id",
+        )
+        .bind(user_id)
+        .bind(role)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(added).map(|ids| !ids.is_empty())
+    }
+
+    async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError> {
+        let removed =
+            sqlx::query_scalar::<_, i64>("DELETE FROM user_roles WHERE user_id = $1 AND role = $2 RETURNING user_id")
+                .bind(user_id)
+                .bind(role)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error);
+        self.wrote(removed).map(|ids| !ids.is_empty())
+    }
 }
 
 #[async_trait]
@@ -754,5 +794,236 @@ where
             .await
             .map_err(store_error);
         self.wrote(deleted).map(|kids| !kids.is_empty())
+    }
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: String,
+    user_id: i64,
+    name: String,
+    prefix: String,
+    key_hash: Vec<u8>,
+    scopes: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    rate_limit: Option<String>,
+    quota: Option<String>,
+    last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
+    rotated_to: Option<String>,
+    updated_at: i64,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> ApiKey {
+        ApiKey {
+            id: row.id,
+            user_id: row.user_id,
+            name: row.name,
+            prefix: row.prefix,
+            key_hash: row.key_hash,
+            scopes: row.scopes,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            rate_limit: row.rate_limit,
+            quota: row.quota,
+            last_used_at: row.last_used_at,
+            last_used_ip: row.last_used_ip,
+            rotated_to: row.rotated_to,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A key row joined with its owner.
+#[derive(FromRow)]
+struct ApiKeyOwnerRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    username: String,
+    disabled_at: Option<i64>,
+}
+
+const API_KEY_COLUMNS: &str = "k.id, k.user_id, k.name, k.prefix, k.key_hash, k.scopes, k.created_at, k.expires_at, \
+     k.revoked_at, k.rate_limit, k.quota, k.last_used_at, k.last_used_ip, k.rotated_to, k.updated_at";
+
+/// The insert of a new key, for an existing, enabled owner only.
+const API_KEY_INSERT: &str = "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, created_at, expires_at, \
+     rate_limit, quota, updated_at) SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $7 FROM users \
+     WHERE id = $2 AND disabled_at IS NULL RETURNING id";
+
+#[async_trait]
+impl<D: Dialect> ApiKeyStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn create_key(&self, key: ApiKey) -> Result<bool, StoreError> {
+        let created = sqlx::query_scalar::<_, String>(API_KEY_INSERT)
+            .bind(key.id.as_str())
+            .bind(key.user_id)
+            .bind(key.name.as_str())
+            .bind(key.prefix.as_str())
+            .bind(key.key_hash.as_slice())
+            .bind(key.scopes.as_str())
+            .bind(key.created_at)
+            .bind(key.expires_at)
+            .bind(key.rate_limit.as_deref())
+            .bind(key.quota.as_deref())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error);
+        self.wrote(created).map(|ids| !ids.is_empty())
+    }
+
+    async fn find_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKeyLookup>, StoreError> {
+        let sql = format!(
+            "SELECT {API_KEY_COLUMNS}, u.username, u.disabled_at FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = $1"
+        );
+        let row = sqlx::query_as::<_, ApiKeyOwnerRow>(sqlx::AssertSqlSafe(sql))
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(|row| ApiKeyLookup {
+            key: ApiKey::from(row.key),
+            username: row.username,
+            owner_disabled: row.disabled_at.is_some(),
+        }))
+    }
+
+    async fn find_key(&self, user_id: i64, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 AND k.id = $2");
+        sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(ApiKey::from))
+            .map_err(store_error)
+    }
+
+    async fn list_keys(&self, user_id: i64, now: i64) -> Result<Vec<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 AND (k.revoked_at IS NULL OR k.revoked_at > $2) \
+             ORDER BY k.created_at, k.id COLLATE {}",
+            D::BYTE_ORDER
+        );
+        sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(ApiKey::from).collect())
+            .map_err(store_error)
+    }
+
+    async fn rotate_key(
+        &self,
+        user_id: i64,
+        id: &str,
+        new: ApiKey,
+        grace_until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let rotated = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let old = sqlx::query_scalar::<_, String>(
+                "UPDATE api_keys SET revoked_at = $3, rotated_to = $4, updated_at = $5 \
+                 WHERE user_id = $1 AND id = $2 AND rotated_to IS NULL \
+                 AND (revoked_at IS NULL OR revoked_at > $5) AND (expires_at IS NULL OR expires_at > $5) RETURNING id",
+            )
+            .bind(user_id)
+            .bind(id)
+            .bind(grace_until)
+            .bind(new.id.as_str())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            if old.is_empty() {
+                return Ok(false);
+            }
+            let inserted = sqlx::query_scalar::<_, String>(API_KEY_INSERT)
+                .bind(new.id.as_str())
+                .bind(user_id)
+                .bind(new.name.as_str())
+                .bind(new.prefix.as_str())
+                .bind(new.key_hash.as_slice())
+                .bind(new.scopes.as_str())
+                .bind(new.created_at)
+                .bind(new.expires_at)
+                .bind(new.rate_limit.as_deref())
+                .bind(new.quota.as_deref())
+                .fetch_all(&mut *tx)
+                .await?;
+            if inserted.is_empty() {
+                // The owner was disabled meanwhile: no new key, the old one unchanged.
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok(true)
+        };
+        let rotated = rotated.await;
+        if rotated.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(rotated.map_err(store_error))
+    }
+
+    async fn revoke_key(&self, user_id: i64, id: &str, now: i64) -> Result<bool, StoreError> {
+        let revoked = sqlx::query_scalar::<_, String>(
+            "UPDATE api_keys SET revoked_at = $3, updated_at = $3 WHERE user_id = $1 AND id = $2 \
+             AND (revoked_at IS NULL OR revoked_at > $3) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(revoked).map(|ids| !ids.is_empty())
+    }
+
+    async fn keys_changed_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM api_keys WHERE (updated_at >= $1 AND revoked_at IS NOT NULL) \
+             OR user_id IN (SELECT id FROM users WHERE disabled_at >= $1)",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
+    async fn record_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
+        // One statement per key, never moving last_used_at backwards; a batch is small (one
+        // row per key used since the last flush).
+        for used in usage {
+            let done = sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2, last_used_ip = $3 WHERE id = $1 \
+                 AND (last_used_at IS NULL OR last_used_at <= $2)",
+            )
+            .bind(used.id.as_str())
+            .bind(used.at)
+            .bind(used.ip.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error);
+            self.wrote(done)?;
+        }
+        Ok(())
     }
 }

@@ -24,6 +24,8 @@ const ORDER: &[&str] = &[
     "sealing",
     "limits",
     "identity",
+    "scope",
+    "apikey",
     "store",
 ];
 

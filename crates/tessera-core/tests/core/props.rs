@@ -30,6 +30,8 @@ static TOKENS: LazyLock<Vec<(KeyRing, String)>> = LazyLock::new(|| {
                 exp: NOW + 900,
                 iss: "tessera".into(),
                 aud: "tessera-api".into(),
+                roles: Vec::new(),
+                scope: None,
             };
             let token = jwt::issue(&ring, TokenKind::Access, &claims, &mut OsRng).unwrap();
             (ring, token)

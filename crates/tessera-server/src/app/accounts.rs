@@ -238,6 +238,52 @@ impl Accounts {
         })
     }
 
+    /// Grants a role (G4). Returns the account and whether it changed (false: already held).
+    /// The role reaches the account's access tokens at their next refresh or login.
+    pub async fn add_role(&self, who: &str, role: &str, source: &str) -> Result<(User, bool), OperatorError> {
+        if !tessera_core::scope::is_valid_role(role) {
+            return Err(OperatorError::Refused(format!(
+                "{role:?} is not a role name: 1 to {} characters of a-z, 0-9, '_', '-', '.', ':'",
+                tessera_core::scope::MAX_ROLE_LEN
+            )));
+        }
+        let user = self.find(who).await?;
+        let added = self.users.add_role(user.id, role, self.clock.now()).await?;
+        if added {
+            tracing::info!(
+                event = "role_added",
+                user_id = user.id,
+                role,
+                source,
+                "role granted by an operator"
+            );
+        }
+        Ok((user, added))
+    }
+
+    /// Takes a role away. Returns the account and whether it changed (false: not held).
+    pub async fn remove_role(&self, who: &str, role: &str, source: &str) -> Result<(User, bool), OperatorError> {
+        let user = self.find(who).await?;
+        let removed = self.users.remove_role(user.id, role).await?;
+        if removed {
+            tracing::info!(
+                event = "role_removed",
+                user_id = user.id,
+                role,
+                source,
+                "role taken away by an operator"
+            );
+        }
+        Ok((user, removed))
+    }
+
+    /// The account and its roles.
+    pub async fn roles(&self, who: &str) -> Result<(User, Vec<String>), OperatorError> {
+        let user = self.find(who).await?;
+        let roles = self.users.roles(user.id).await?;
+        Ok((user, roles))
+    }
+
     /// Brings the normal form of stored emails up to date (accounts created before
     /// normalisation were stored lower-cased only): a row whose email normalises to a form no
     /// account holds gets it; a row whose email no longer parses, or whose normal form another

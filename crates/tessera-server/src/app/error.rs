@@ -57,6 +57,9 @@ pub enum Error {
     /// Over a rate limit.
     #[error("rate limited")]
     RateLimited(Decision),
+    /// An API key used up its quota (G3); the decision says when it resets.
+    #[error("quota exceeded")]
+    QuotaExceeded(Decision),
     /// No credentials were presented.
     #[error("not authenticated")]
     NotAuthenticated,

@@ -1,5 +1,5 @@
 //! Rate limiting (S7, B7): per client IP on login and registration, per account on login, per
-//! user on the API routes. Counters live in Redis when REDIS_URL is set (exact and atomic across
+//! user (or per API key) on the API routes. Counters live in Redis when REDIS_URL is set (exact and atomic across
 //! instances) and in this process otherwise, or while Redis is down.
 
 use std::sync::Arc;
@@ -86,9 +86,39 @@ impl App {
         }
     }
 
-    /// Counts an API request of `user_id` against RATE_LIMIT_API.
-    pub async fn enforce_api_limit(&self, user_id: i64, ip: &str) -> Result<Decision, Error> {
-        self.enforce_limit("api", &user_id.to_string(), &self.config.rate_limit_api, ip)
-            .await
+    /// Counts an API request against RATE_LIMIT_API: per user for an access token, per key for
+    /// an API key (G3: each key has its own budget, its own limit when it was given one, the
+    /// owner's sessions keep theirs); then a key's quota, if it has one.
+    pub async fn enforce_api_limit(
+        &self,
+        user_id: i64,
+        api_key: Option<&crate::api_key_cache::CachedKey>,
+        ip: &str,
+    ) -> Result<Decision, Error> {
+        let Some(key) = api_key else {
+            return self
+                .enforce_limit("api", &user_id.to_string(), &self.config.rate_limit_api, ip)
+                .await;
+        };
+        let spec = key.rate_limit.as_ref().unwrap_or(&self.config.rate_limit_api);
+        let decision = self.enforce_limit("api", &key.id, spec, ip).await?;
+        if let Some(quota) = &key.quota {
+            let used = self.limits.hit(&format!("quota:{}", key.id), quota).await;
+            if !used.allowed {
+                self.metrics.rate_limited.with_label_values(&["quota"]).inc();
+                tracing::warn!(
+                    event = "quota_exceeded",
+                    user_id,
+                    key_id = %key.id,
+                    ip_address = %ip,
+                    limit = %used.limit,
+                    reset_at = used.reset_at,
+                    retry_after = used.retry_after_secs,
+                    "API key quota used up"
+                );
+                return Err(Error::QuotaExceeded(used));
+            }
+        }
+        Ok(decision)
     }
 }

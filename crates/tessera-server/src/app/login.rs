@@ -186,8 +186,9 @@ impl App {
         let expires_at = now + self.config.refresh_ttl_secs;
         // Sign first: if signing failed after the insert, a session would exist that no
         // client holds.
+        let roles = self.users.roles(user.id).await?;
         let access = self
-            .issue_access(user.id, &user.username, &sid, now)
+            .issue_access(user.id, &user.username, roles, &sid, now)
             .map_err(anyhow::Error::from)?;
         let refresh = self
             .issue_refresh(user.id, &user.username, &sid, &refresh_jti, now, expires_at)

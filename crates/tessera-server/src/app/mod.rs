@@ -12,6 +12,7 @@
 //! (checked by `tests/api/layers.rs`).
 
 pub mod accounts;
+pub mod api_keys;
 pub mod authenticate;
 pub mod error;
 pub mod limits;
@@ -28,7 +29,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
 use tessera_core::keys::{KeyRing, SignError};
-use tessera_core::store::{Denylist, KeyStore, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, Denylist, KeyStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
 use crate::clock::SharedClock;
@@ -58,6 +59,10 @@ pub struct App {
     pub sessions: Arc<dyn SessionStore>,
     /// Persisted keys.
     pub key_store: Arc<dyn KeyStore>,
+    /// API keys (G3).
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    /// Last uses of API keys not yet written (flushed in batches).
+    pub key_usage: api_keys::UsageBuffer,
     /// Revoked tokens and sessions, kept in step across instances.
     pub denylist: Arc<Revocations>,
     /// Rate limiters.
@@ -89,8 +94,31 @@ pub struct IssuedAccess {
 }
 
 impl App {
-    /// Issues an access token for a session.
-    pub fn issue_access(&self, user_id: i64, username: &str, sid: &str, now: i64) -> Result<IssuedAccess, SignError> {
+    /// Issues an access token for a session, carrying the user's roles and their full scope
+    /// (G4: a password login gets the user's full scope).
+    pub fn issue_access(
+        &self,
+        user_id: i64,
+        username: &str,
+        roles: Vec<String>,
+        sid: &str,
+        now: i64,
+    ) -> Result<IssuedAccess, SignError> {
+        let scope = tessera_core::scope::scope_for_roles(&roles);
+        self.issue_access_scoped(user_id, username, roles, scope, sid, now)
+    }
+
+    /// Issues an access token with the given scope (at most the user's full scope: the caller
+    /// decides).
+    pub fn issue_access_scoped(
+        &self,
+        user_id: i64,
+        username: &str,
+        roles: Vec<String>,
+        scope: tessera_core::ScopeSet,
+        sid: &str,
+        now: i64,
+    ) -> Result<IssuedAccess, SignError> {
         let claims = Claims {
             sub: user_id.to_string(),
             user_id,
@@ -102,6 +130,8 @@ impl App {
             exp: now + self.config.access_ttl_secs,
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
+            roles,
+            scope: Some(scope.to_string()),
         };
         let token = jwt::issue(&self.keys.access.load(), TokenKind::Access, &claims, &mut OsRng)?;
         Ok(IssuedAccess { token, claims })
@@ -130,6 +160,8 @@ impl App {
             exp,
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
+            roles: Vec::new(),
+            scope: None,
         };
         jwt::issue(&self.keys.refresh.load(), TokenKind::Refresh, &claims, &mut OsRng)
     }

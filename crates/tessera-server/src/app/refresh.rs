@@ -97,8 +97,11 @@ impl App {
             }
         };
         let refresh_token = refresh_token.map_err(anyhow::Error::from)?;
+        // Roles are read again at every refresh: a granted or removed role reaches the access
+        // tokens within one access lifetime.
+        let roles = self.users.roles(user_id).await?;
         let access = self
-            .issue_access(user_id, &username, &claims.sid, now)
+            .issue_access(user_id, &username, roles, &claims.sid, now)
             .map_err(anyhow::Error::from)?;
         self.metrics.token_refresh.inc();
         tracing::info!(event = "token_refresh", user_id = user_id, ip_address = %ip, rotation = kind, "tokens refreshed");

@@ -11,7 +11,12 @@ use super::error::Error;
 impl App {
     /// Ends the session of `claims`, and refuses the presented access token from now on. The
     /// refresh cookie (Path=/refresh) never reaches /logout, so the session is revoked by id.
+    /// An API key (no session: empty `sid`) has nothing to end here; revoking the key is
+    /// `DELETE /api-keys/{id}`.
     pub async fn logout(&self, claims: &Claims, ip: &str) -> Result<(), Error> {
+        if claims.sid.is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now();
         self.sessions.revoke(claims.user_id, &claims.sid, now).await?;
         self.denylist
@@ -21,13 +26,17 @@ impl App {
         Ok(())
     }
 
-    /// Ends every session of the user. Returns how many were live.
+    /// Ends every session of the user. Returns how many were live. Called with an API key, it
+    /// ends the sessions and leaves the key (and the other keys) working.
     pub async fn logout_all(&self, claims: &Claims, ip: &str) -> Result<usize, Error> {
         let now = self.clock.now();
         let revoked = self.sessions.revoke_all(claims.user_id, now).await?;
-        self.denylist
-            .revoke_token(&claims.jti, claims.exp + self.config.leeway_secs, now);
-        self.deny_sessions(revoked.iter().map(String::as_str).chain([claims.sid.as_str()]), now);
+        let own_session = (!claims.sid.is_empty()).then_some(claims.sid.as_str());
+        if own_session.is_some() {
+            self.denylist
+                .revoke_token(&claims.jti, claims.exp + self.config.leeway_secs, now);
+        }
+        self.deny_sessions(revoked.iter().map(String::as_str).chain(own_session), now);
         tracing::info!(event = "logout_all", user_id = claims.user_id, ip_address = %ip, sessions_revoked = revoked.len(), "logged out everywhere");
         Ok(revoked.len())
     }

@@ -522,13 +522,13 @@ declare! {
         show: |c| c.rate_limit_register.to_string(),
         help: "registrations per client IP",
     }
-    /// API calls per user.
+    /// API calls per user (and per API key).
     RATE_LIMIT_API {
         group: Group::Limits,
         default: DefaultValue::Literal("100/hour"),
         rule: Rule::RateLimit,
         show: |c| c.rate_limit_api.to_string(),
-        help: "calls per user to `/agent/*`, `/profile*`, `/sessions*`",
+        help: "calls per user (and per API key) to `/agent/*`, `/profile*`, `/sessions*`, `/api-keys*`",
     }
     /// Login attempts per account.
     RATE_LIMIT_LOGIN_ACCOUNT {

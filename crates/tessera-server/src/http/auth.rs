@@ -5,13 +5,16 @@
 //! cookie-authenticated request with an unsafe method must also carry `X-CSRF-Token` equal to
 //! the token derived from its session id (S2): a cross-site form can make the browser send the
 //! cookie, but cannot read the CSRF token. A Bearer request needs no CSRF token, because no
-//! browser attaches that header on its own.
+//! browser attaches that header on its own. `Authorization: Bearer tsk_...` is an API key
+//! (G3), checked by [`crate::app::App::authenticate_api_key`] instead. The credential's scopes must then grant the scope
+//! the route needs ([`super::scopes::ROUTE_SCOPES`]), or the answer is 403 `insufficient_scope`.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
+use tessera_core::ScopeSet;
 use tessera_core::jwt::Claims;
 
 use super::AppState;
@@ -29,6 +32,25 @@ pub struct AuthUser {
     pub claims: Arc<Claims>,
     /// Whether the token came from the cookie (and so was CSRF-checked).
     pub via_cookie: bool,
+    /// What the credential may do (G4), already checked against the route's scope.
+    pub scopes: ScopeSet,
+    /// The key id when the credential is an API key (G3); its `claims` are then synthesised
+    /// (owner, no session: `sid` is empty).
+    pub api_key_id: Option<String>,
+    /// The verified key (its limits and quota), when the credential is an API key.
+    pub api_key: Option<Arc<crate::api_key_cache::CachedKey>>,
+}
+
+impl AuthUser {
+    /// The caller as the application services see it.
+    pub fn authenticated(&self) -> crate::app::api_keys::Authenticated {
+        crate::app::api_keys::Authenticated {
+            claims: Arc::clone(&self.claims),
+            scopes: self.scopes,
+            api_key_id: self.api_key_id.clone(),
+            api_key: self.api_key.clone(),
+        }
+    }
 }
 
 /// The Bearer token, if the request has one.
@@ -72,10 +94,38 @@ impl FromRequestParts<AppState> for AuthUser {
                 None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
             },
         };
-        let claims = state.authenticate(&token, &ip).await?;
+        // `Bearer tsk_...` is an API key (G3); anything else an access token.
+        let (claims, scopes, api_key) = if !via_cookie && tessera_core::apikey::is_api_key(&token) {
+            let caller = state.authenticate_api_key(&token, &ip).await?;
+            (caller.claims, caller.scopes, caller.api_key)
+        } else {
+            let claims = state.authenticate(&token, &ip).await?;
+            let scopes = ScopeSet::from_claim(claims.scope.as_deref());
+            (claims, scopes, None)
+        };
+        let api_key_id = api_key.as_ref().map(|key| key.id.clone());
         if via_cookie && is_unsafe(&parts.method) {
             state.check_csrf(&claims.sid, presented_csrf(&parts.headers), &ip)?;
         }
-        Ok(AuthUser { claims, via_cookie })
+        let path = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+        let needed = super::scopes::required(&parts.method, path);
+        if !scopes.allows(needed) {
+            tracing::warn!(
+                event = "insufficient_scope",
+                user_id = claims.user_id,
+                ip_address = %ip,
+                required = %needed,
+                granted = %scopes,
+                "credential lacks the route's scope"
+            );
+            return Err(AppError::InsufficientScope(needed));
+        }
+        Ok(AuthUser {
+            claims,
+            via_cookie,
+            scopes,
+            api_key_id,
+            api_key,
+        })
     }
 }

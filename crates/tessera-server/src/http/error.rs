@@ -34,6 +34,8 @@ pub enum ErrorCode {
     AccountDisabled,
     /// 403: cookie-authenticated unsafe request without a matching X-CSRF-Token.
     CsrfFailed,
+    /// 403: the credential is valid but its scopes do not grant the route's (G4).
+    InsufficientScope,
     /// 404.
     NotFound,
     /// 405.
@@ -50,6 +52,8 @@ pub enum ErrorCode {
     ValidationError,
     /// 429.
     RateLimited,
+    /// 429: an API key used up its quota (G3).
+    QuotaExceeded,
     /// 500.
     InternalServerError,
     /// 503: a dependency is down or the server sheds load.
@@ -60,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -68,6 +72,7 @@ impl ErrorCode {
         ErrorCode::InvalidCredentials,
         ErrorCode::AccountDisabled,
         ErrorCode::CsrfFailed,
+        ErrorCode::InsufficientScope,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
@@ -76,6 +81,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ValidationError,
         ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
         ErrorCode::InternalServerError,
         ErrorCode::ServiceUnavailable,
         ErrorCode::StorageUnavailable,
@@ -89,7 +95,7 @@ impl ErrorCode {
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
             | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
+            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -97,7 +103,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::ServiceUnavailable | ErrorCode::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -113,6 +119,7 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::CsrfFailed => "csrf_failed",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -121,6 +128,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::ValidationError => "validation_error",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::InternalServerError => "internal_server_error",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::StorageUnavailable => "storage_unavailable",
@@ -179,9 +187,16 @@ pub enum AppError {
     /// 403 for a cookie-setting request from another site (login CSRF).
     #[error("cross-site request")]
     CrossSite,
+    /// 403 `insufficient_scope`: the credential does not grant this scope, which the response
+    /// names in `WWW-Authenticate` and `details.scope`.
+    #[error("insufficient scope: {0} needed")]
+    InsufficientScope(tessera_core::Scope),
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
+    /// 429 `quota_exceeded`: the key's quota is used up (details: when it resets).
+    #[error("quota exceeded")]
+    QuotaExceeded(tessera_core::limits::Decision),
     /// 503 with Retry-After seconds.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -233,6 +248,7 @@ impl From<app::Error> for AppError {
             app::Error::InvalidCredentials { limit } => AppError::InvalidCredentials(limit),
             app::Error::AccountDisabled => AppError::Code(ErrorCode::AccountDisabled),
             app::Error::RateLimited(decision) => AppError::RateLimited(decision),
+            app::Error::QuotaExceeded(decision) => AppError::QuotaExceeded(decision),
             app::Error::NotAuthenticated => AppError::Code(ErrorCode::NotAuthenticated),
             app::Error::Token(TokenRejection::Expired) => AppError::Token {
                 code: ErrorCode::TokenExpired,
@@ -371,6 +387,29 @@ impl IntoResponse for AppError {
                         "retry_after": decision.retry_after_secs,
                     })),
                     ..RenderedError::plain(ErrorCode::RateLimited)
+                }
+            }
+            AppError::InsufficientScope(scope) => {
+                // RFC 6750 section 3.1: the scope needed, in the challenge.
+                if let Ok(value) = HeaderValue::from_str(&format!(
+                    r#"Bearer realm="tessera", error="insufficient_scope", scope="{scope}""#
+                )) {
+                    extra_headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+                RenderedError {
+                    details: Some(json!({ "scope": scope.as_str() })),
+                    ..RenderedError::plain(ErrorCode::InsufficientScope)
+                }
+            }
+            AppError::QuotaExceeded(decision) => {
+                retry_after = Some(decision.retry_after_secs);
+                RenderedError {
+                    details: Some(json!({
+                        "quota": decision.limit.to_string(),
+                        "reset_at": super::rfc3339(decision.reset_at),
+                        "retry_after": decision.retry_after_secs,
+                    })),
+                    ..RenderedError::plain(ErrorCode::QuotaExceeded)
                 }
             }
             AppError::Code(code) => RenderedError::plain(code),

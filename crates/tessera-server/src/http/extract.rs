@@ -222,8 +222,10 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
 
 /// Query parameters that carry credentials. URLs end up in logs, browser history and Referer
 /// headers, so a request that puts any of these in the query string is refused outright (B6).
-const CREDENTIAL_PARAMS: [&str; 7] = [
+const CREDENTIAL_PARAMS: [&str; 9] = [
     "password",
+    "api_key",
+    "apikey",
     "access_token",
     "refresh_token",
     "token",
@@ -232,11 +234,24 @@ const CREDENTIAL_PARAMS: [&str; 7] = [
     "client_secret",
 ];
 
-/// Whether a query string names a credential parameter.
+/// Whether a query string names a credential parameter, or carries something shaped like an
+/// API key (`tsk_` and a run of base62, G3) under any name or none.
 pub fn has_credentials_in_query(query: &str) -> bool {
-    form_urlencoded::parse(query.as_bytes()).any(|(key, _)| {
+    form_urlencoded::parse(query.as_bytes()).any(|(key, value)| {
         let key = key.to_ascii_lowercase();
-        CREDENTIAL_PARAMS.contains(&key.as_str())
+        CREDENTIAL_PARAMS.contains(&key.as_str()) || looks_like_api_key(&key) || looks_like_api_key(&value)
+    })
+}
+
+/// Whether `text` contains `tsk_` followed by 16 or more base62 characters: a whole key, or
+/// enough of one (a typo'd key leaks the rest of it all the same).
+fn looks_like_api_key(text: &str) -> bool {
+    text.match_indices(tessera_core::apikey::PREFIX).any(|(at, prefix)| {
+        text[at + prefix.len()..]
+            .bytes()
+            .take_while(u8::is_ascii_alphanumeric)
+            .count()
+            >= 16
     })
 }
 
@@ -324,6 +339,16 @@ mod tests {
         assert!(!has_credentials_in_query("page=2&sort=asc"));
         assert!(!has_credentials_in_query("%"));
         assert!(!has_credentials_in_query("%2"));
+        // API keys, by name or by shape (G3).
+        assert!(has_credentials_in_query("api_key=x"));
+        assert!(has_credentials_in_query("ApiKey=x"));
+        let key = "tsk_0123456789abcdefghijABCDEFGHIJ0123456789abcXYZ123";
+        assert!(has_credentials_in_query(&format!("k={key}")));
+        assert!(has_credentials_in_query(&format!("q=a&auth=Bearer%20{key}")));
+        assert!(has_credentials_in_query(key));
+        assert!(has_credentials_in_query(&format!("x=tsk%5F{}", &key[4..])));
+        assert!(!has_credentials_in_query("q=tsk_short"));
+        assert!(!has_credentials_in_query("q=the+tsk_+prefix"));
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
         "invalid_credentials" => ("Invalid email, username or password", "邮箱、用户名或密码错误"),
         "account_disabled" => ("This account is disabled", "该账户已被禁用"),
         "csrf_failed" => ("CSRF token missing or invalid", "CSRF 令牌缺失或无效"),
+        "insufficient_scope" => (
+            "The credential does not grant the scope this request needs",
+            "该凭据未授予此请求所需的权限范围",
+        ),
         "not_found" => ("Not found", "资源不存在"),
         "method_not_allowed" => ("Method not allowed", "不允许的请求方法"),
         "request_timeout" => ("The request took too long", "请求超时"),
@@ -92,6 +96,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
         ),
         "validation_error" => ("The request has invalid fields", "请求参数验证失败"),
         "rate_limited" => ("Too many requests, please try again later", "请求过于频繁，请稍后再试"),
+        "quota_exceeded" => (
+            "This API key has used up its quota; see details.reset_at",
+            "该 API 密钥的配额已用完，请参阅 details.reset_at",
+        ),
         "service_unavailable" => (
             "Service temporarily unavailable, please retry",
             "服务暂时不可用，请稍后重试",

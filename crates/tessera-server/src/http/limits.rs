@@ -31,7 +31,8 @@ pub fn headers(decision: &Decision) -> HeaderMap {
 }
 
 /// Middleware for the API routes: authenticates (the handler's `AuthUser` then comes from the
-/// request extensions, verified once) and counts the request against RATE_LIMIT_API per user.
+/// request extensions, verified once) and counts the request against RATE_LIMIT_API per user,
+/// or per key for an API key.
 pub async fn api_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let user = match AuthUser::from_request_parts(&mut parts, &state).await {
@@ -41,7 +42,10 @@ pub async fn api_limit(State(state): State<AppState>, request: Request, next: Ne
     let ClientIp(ip) = ClientIp::from_request_parts(&mut parts, &state)
         .await
         .unwrap_or_else(|e| match e {});
-    let decision = match state.enforce_api_limit(user.claims.user_id, &ip).await {
+    let decision = match state
+        .enforce_api_limit(user.claims.user_id, user.api_key.as_deref(), &ip)
+        .await
+    {
         Ok(decision) => decision,
         Err(error) => return AppError::from(error).into_response(),
     };

@@ -7,6 +7,7 @@
 
 mod account;
 mod agent;
+mod api_keys;
 pub mod auth;
 pub mod cookies;
 mod demo;
@@ -19,6 +20,7 @@ pub mod limits;
 mod metrics;
 pub mod openapi;
 mod profile;
+pub mod scopes;
 pub mod serve;
 mod sessions;
 
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router(&state))
         .merge(profile::router(&state))
         .merge(agent::router(&state))
+        .merge(api_keys::router(&state))
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())

@@ -77,6 +77,10 @@ pub const SHIPPED_FILES: [&str; 8] = [
         super::profile::profile,
         super::profile::profile_full,
         super::agent::chat,
+        super::api_keys::create_key,
+        super::api_keys::list_keys,
+        super::api_keys::rotate_key,
+        super::api_keys::revoke_key,
         super::health::healthz,
         super::health::readyz,
         super::jwks::jwks,
@@ -109,6 +113,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
         (name = "auth", description = "Registration, login, token refresh and logout"),
         (name = "sessions", description = "A user's own sessions"),
         (name = "api", description = "The protected API"),
+        (name = "api-keys", description = "The caller's API keys (`Authorization: Bearer tsk_...`)"),
         (name = "operations", description = "Health, readiness, metrics and public keys"),
         (name = "docs", description = "This document and the API page"),
         (name = "demo", description = "The browser demo"),
@@ -157,7 +162,7 @@ pub struct ErrorBody {
     message: String,
     /// More about the error: `{"errors": [{"field","code","message"}]}` for
     /// `validation_error`, `{"field"}` for `conflict`, `{"limit","retry_after"}` for
-    /// `rate_limited`; `null` otherwise (always for 5xx).
+    /// `rate_limited`, `{"scope"}` for `insufficient_scope`; `null` otherwise (always for 5xx).
     #[schema(value_type = Option<Object>, required = true)]
     details: Option<serde_json::Value>,
 }
@@ -237,7 +242,12 @@ error_responses! {
     /// 403.
     Forbidden => || error_response(
         "`csrf_failed`: cookie-authenticated unsafe request without a matching `X-CSRF-Token`; \
-         or `account_disabled`.",
+         `account_disabled`; or `insufficient_scope`: the credential does not grant the scope the \
+         route needs (`details.scope` names it).",
+    )
+    .header(
+        "WWW-Authenticate",
+        string_header("With `insufficient_scope`: `Bearer realm=\"tessera\", error=\"insufficient_scope\", scope=\"...\"` (RFC 6750)."),
     );
     /// 404.
     NotFound => || error_response("`not_found`.");
@@ -257,7 +267,9 @@ error_responses! {
     );
     /// 429 with `Retry-After` and `X-RateLimit-*`.
     RateLimited => || with_rate_limit_headers(error_response(
-        "`rate_limited`: `details` has the `limit` and `retry_after` seconds.",
+        "`rate_limited`: `details` has the `limit` and `retry_after` seconds. \
+         `quota_exceeded` (API keys): `details` has the `quota`, `reset_at` (RFC 3339, the end of \
+         its current window) and `retry_after` seconds.",
     ))
     .header("Retry-After", integer_header("Seconds after which a retry may succeed."));
     /// 500.

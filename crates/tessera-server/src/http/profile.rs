@@ -34,6 +34,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 pub(super) struct Profile {
     user_id: i64,
     username: String,
+    /// The session of the access token; empty for an API key (no session).
     session_id: String,
 }
 
@@ -62,6 +63,7 @@ pub(super) struct FullProfile {
                 ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
             )),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 429, response = super::openapi::RateLimited),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -88,6 +90,7 @@ pub(super) async fn profile(user: AuthUser) -> Json<Profile> {
                 ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
             )),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 429, response = super::openapi::RateLimited),
         (status = 503, response = super::openapi::Unavailable),

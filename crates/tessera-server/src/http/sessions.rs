@@ -72,6 +72,7 @@ struct SessionList {
                 ("X-RateLimit-Reset" = u64, description = "Unix time (seconds) when the window is full again."),
             )),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 429, response = super::openapi::RateLimited),
         (status = 503, response = super::openapi::Unavailable),
     ),

@@ -357,6 +357,94 @@ async fn list_shows_accounts_as_a_table_and_as_json(setup: &Setup) {
     assert_eq!(page[0]["id"], ids[1]);
 }
 
+/// The payload of a compact JWS, as JSON.
+fn token_payload(token: &str) -> Value {
+    let segment = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&tessera_core::b64::decode(segment).unwrap()).unwrap()
+}
+
+async fn roles_are_granted_listed_and_removed_and_reach_the_tokens(setup: &Setup) {
+    let app = &setup.app;
+    let (user, login) = app.new_session().await;
+
+    let output = setup
+        .run(&["users", "roles", "add", &user.username, "admin"], None)
+        .await;
+    assert_exit(&output, 0, "roles add");
+    assert!(text(&output.stdout).contains(&format!("granted role admin to user {}", user.id)));
+    assert_eq!(
+        security_events(&output.stderr, "role_added").len(),
+        1,
+        "{}",
+        text(&output.stderr)
+    );
+    let again = setup.run(&["users", "roles", "add", &user.email, "admin"], None).await;
+    assert_exit(&again, 0, "roles add twice");
+    assert!(
+        text(&again.stdout).contains("already has role admin"),
+        "{}",
+        text(&again.stdout)
+    );
+    assert_exit(
+        &setup
+            .run(&["users", "roles", "add", &user.email, "support"], None)
+            .await,
+        0,
+        "second role",
+    );
+    let list = setup.run(&["users", "roles", "list", &user.id.to_string()], None).await;
+    assert_exit(&list, 0, "roles list");
+    assert_eq!(text(&list.stdout), "admin\nsupport\n");
+
+    // The next refresh carries them: `admin` holds every scope.
+    let refreshed: Value = app.refresh(&login.refresh).await.json().await.unwrap();
+    let claims = token_payload(refreshed["access_token"].as_str().unwrap());
+    assert_eq!(claims["roles"], serde_json::json!(["admin", "support"]));
+    assert_eq!(claims["scope"], "*");
+
+    let removed = setup
+        .run(&["users", "roles", "remove", &user.username, "admin"], None)
+        .await;
+    assert_exit(&removed, 0, "roles remove");
+    assert!(
+        text(&removed.stdout).contains("took role admin"),
+        "{}",
+        text(&removed.stdout)
+    );
+    let removed = setup
+        .run(&["users", "roles", "remove", &user.username, "admin"], None)
+        .await;
+    assert!(
+        text(&removed.stdout).contains("does not have role admin"),
+        "{}",
+        text(&removed.stdout)
+    );
+    let fresh = app.login_user(&user).await;
+    let claims = token_payload(&fresh.access);
+    assert_eq!(claims["roles"], serde_json::json!(["support"]));
+    assert_eq!(claims["scope"], "agent:chat profile:read sessions:write keys:write");
+
+    // A malformed role name or an unknown account: exit 1, nothing stored.
+    let bad = setup
+        .run(&["users", "roles", "add", &user.username, "Not A Role"], None)
+        .await;
+    assert_exit(&bad, 1, "bad role name");
+    assert!(
+        text(&bad.stderr).contains("is not a role name"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert_exit(
+        &setup.run(&["users", "roles", "add", "nobody-at-all", "x"], None).await,
+        1,
+        "no account",
+    );
+    assert_eq!(
+        app.state.users.roles(user.id).await.unwrap(),
+        vec!["support".to_owned()]
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -386,6 +474,7 @@ on_both_backends!(
     duplicate_email_or_username_is_refused,
     disable_revokes_sessions_and_blocks_login_until_enable,
     list_shows_accounts_as_a_table_and_as_json,
+    roles_are_granted_listed_and_removed_and_reach_the_tokens,
 );
 
 /// `migrate --check` on a database that has nothing: every migration pending, exit 1; then

@@ -113,6 +113,24 @@ async fn unknown_user_and_wrong_password_get_the_identical_401() {
 }
 
 #[tokio::test]
+async fn an_api_key_in_the_query_string_is_refused_with_400() {
+    let app = spawn_app().await;
+    let key = tessera_core::apikey::generate(&mut rand::rngs::OsRng);
+    for query in [
+        format!("/profile?api_key={}", key.as_str()),
+        format!("/profile?anything={}", key.as_str()),
+        format!("/agent/chat?x=Bearer%20{}", key.as_str()),
+    ] {
+        let response = app.get(&query).send().await.unwrap();
+        let (_, body) = assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert_eq!(
+            body["message"], "Credentials must be sent in the request body, never in the URL",
+            "{query}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn credentials_in_the_query_string_are_refused_with_400() {
     let app = spawn_app().await;
     let user = app.register_user().await;

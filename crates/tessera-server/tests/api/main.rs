@@ -7,6 +7,7 @@
 mod helpers;
 
 mod agent;
+mod api_keys;
 mod aws;
 mod cli_users;
 mod config_cli;
@@ -31,6 +32,7 @@ mod register;
 mod restart;
 mod routing;
 mod scale_out;
+mod scopes;
 mod services;
 mod sessions;
 mod storage;

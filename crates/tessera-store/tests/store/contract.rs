@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    KeyPurpose, KeyStore, NewSession, NewUser, RefreshRotation, Rotation, RotationOutcome, SessionStore, StorageFault,
-    StoreError, StoredKey, UserStore,
+    ApiKey, ApiKeyStore, KeyPurpose, KeyStore, KeyUsage, NewSession, NewUser, RefreshRotation, Rotation,
+    RotationOutcome, SessionStore, StorageFault, StoreError, StoredKey, UserStore,
 };
 
 fn new_user(email: &str, username: &str) -> NewUser {
@@ -109,9 +109,29 @@ pub async fn user_store_contract(users: &dyn UserStore) {
     assert_eq!(listed, vec![alice.id, bob.id]);
     assert_eq!(users.list(1, 1).await.unwrap()[0].id, bob.id);
 
+    // Roles (G4): granted once, listed in byte order, removed; none for an unknown account.
+    assert_eq!(users.roles(bob.id).await.unwrap(), Vec::<String>::new());
+    assert!(users.add_role(bob.id, "support", 1).await.unwrap());
+    assert!(users.add_role(bob.id, "admin", 2).await.unwrap());
+    assert!(!users.add_role(bob.id, "admin", 3).await.unwrap(), "already held");
+    assert!(
+        !users.add_role(bob.id + 1000, "admin", 3).await.unwrap(),
+        "no such account"
+    );
+    assert_eq!(
+        users.roles(bob.id).await.unwrap(),
+        vec!["admin".to_owned(), "support".to_owned()]
+    );
+    assert_eq!(users.roles(alice.id).await.unwrap(), Vec::<String>::new());
+    assert!(users.remove_role(bob.id, "support").await.unwrap());
+    assert!(!users.remove_role(bob.id, "support").await.unwrap());
+    assert_eq!(users.roles(bob.id).await.unwrap(), vec!["admin".to_owned()]);
+
     assert!(users.delete(bob.id).await.unwrap());
     assert!(!users.delete(bob.id).await.unwrap());
     assert_eq!(users.find_by_id(bob.id).await.unwrap(), None);
+    // Deleting the account deleted its roles with it.
+    assert_eq!(users.roles(bob.id).await.unwrap(), Vec::<String>::new());
 }
 
 /// `rotate_for_refresh` (one statement on the SQL stores) decides as the account lookup followed
@@ -706,4 +726,188 @@ where
         .unwrap()
     );
     assert!(store.revoke(seeded.user.id, &seeded.session, 140).await.unwrap());
+}
+
+fn api_key(id: &str, user_id: i64, hash: u8, now: i64) -> ApiKey {
+    ApiKey {
+        id: id.to_owned(),
+        user_id,
+        name: format!("key {id}"),
+        prefix: "tsk_abcdefgh".to_owned(),
+        key_hash: vec![hash; 32],
+        scopes: "profile:read".to_owned(),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        rate_limit: Some("100/minute".to_owned()),
+        quota: None,
+        last_used_at: None,
+        last_used_ip: None,
+        rotated_to: None,
+        updated_at: now,
+    }
+}
+
+/// API keys (G3): create for an enabled owner only, find by hash with the owner's state,
+/// list the live ones, rotate with grace in one transaction, revoke, the poll, usage.
+pub async fn api_key_store_contract(users: &dyn UserStore, keys: &dyn ApiKeyStore) {
+    let owner = users.create(new_user("keys@example.com", "keyowner")).await.unwrap();
+    let other = users.create(new_user("other@example.com", "otherowner")).await.unwrap();
+    let now = 1_000;
+
+    // Create, then find by hash: the whole row back, and the owner enabled.
+    assert!(keys.create_key(api_key("k1", owner.id, 1, now)).await.unwrap());
+    let found = keys.find_key_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(found.key, api_key("k1", owner.id, 1, now));
+    assert_eq!(found.username, "keyowner");
+    assert!(!found.owner_disabled);
+    assert_eq!(keys.find_key_by_hash(&[9; 32]).await.unwrap(), None);
+    // No key for a missing owner; a hash is unique.
+    assert!(!keys.create_key(api_key("k0", owner.id + 1000, 2, now)).await.unwrap());
+    assert!(keys.create_key(api_key("k1dup", owner.id, 1, now)).await.is_err());
+    // Keys belong to their owner only.
+    assert_eq!(keys.find_key(other.id, "k1").await.unwrap(), None);
+    assert_eq!(keys.find_key(owner.id, "k1").await.unwrap().unwrap().id, "k1");
+    assert!(!keys.revoke_key(other.id, "k1", now).await.unwrap());
+
+    // Rotation: the new key is stored, the old one lives until the end of the grace period.
+    assert!(
+        keys.rotate_key(
+            owner.id,
+            "k1",
+            api_key("k2", owner.id, 2, now + 10),
+            now + 100,
+            now + 10
+        )
+        .await
+        .unwrap()
+    );
+    let old = keys.find_key(owner.id, "k1").await.unwrap().unwrap();
+    assert_eq!(old.rotated_to.as_deref(), Some("k2"));
+    assert_eq!(old.revoked_at, Some(now + 100));
+    assert!(old.is_live(now + 99) && !old.is_live(now + 100));
+    assert!(
+        keys.find_key_by_hash(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .is_live(now + 100)
+    );
+    // A key already rotated is not rotated again (nothing stored).
+    assert!(
+        !keys
+            .rotate_key(
+                owner.id,
+                "k1",
+                api_key("k3", owner.id, 3, now + 20),
+                now + 200,
+                now + 20
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(keys.find_key_by_hash(&[3; 32]).await.unwrap(), None);
+    let listed: Vec<String> = keys
+        .list_keys(owner.id, now + 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, ["k1", "k2"]);
+    let listed: Vec<String> = keys
+        .list_keys(owner.id, now + 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, ["k2"]);
+    assert_eq!(keys.keys_changed_since(now + 10).await.unwrap(), ["k1"]);
+
+    // Revocation: from now on, once; the poll sees it.
+    assert!(keys.revoke_key(owner.id, "k2", now + 300).await.unwrap());
+    assert!(!keys.revoke_key(owner.id, "k2", now + 301).await.unwrap());
+    assert!(
+        !keys
+            .find_key_by_hash(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .is_live(now + 300)
+    );
+    assert_eq!(keys.keys_changed_since(now + 300).await.unwrap(), ["k2"]);
+    assert!(keys.keys_changed_since(now + 301).await.unwrap().is_empty());
+    // A revoked key cannot be rotated back to life.
+    assert!(
+        !keys
+            .rotate_key(
+                owner.id,
+                "k2",
+                api_key("k4", owner.id, 4, now + 400),
+                now + 500,
+                now + 400
+            )
+            .await
+            .unwrap()
+    );
+
+    // Usage: batched, never moving backwards.
+    assert!(keys.create_key(api_key("k5", owner.id, 5, now)).await.unwrap());
+    keys.record_usage(&[
+        KeyUsage {
+            id: "k5".into(),
+            at: now + 50,
+            ip: "192.0.2.1".into(),
+        },
+        KeyUsage {
+            id: "gone".into(),
+            at: now + 50,
+            ip: "192.0.2.1".into(),
+        },
+    ])
+    .await
+    .unwrap();
+    keys.record_usage(&[KeyUsage {
+        id: "k5".into(),
+        at: now + 40,
+        ip: "192.0.2.9".into(),
+    }])
+    .await
+    .unwrap();
+    let used = keys.find_key(owner.id, "k5").await.unwrap().unwrap();
+    assert_eq!(
+        (used.last_used_at, used.last_used_ip.as_deref()),
+        (Some(now + 50), Some("192.0.2.1"))
+    );
+
+    // A disabled owner: found with the flag set, and no new key or rotation for them.
+    assert!(users.set_disabled(owner.id, Some(now + 600)).await.unwrap());
+    assert!(keys.find_key_by_hash(&[5; 32]).await.unwrap().unwrap().owner_disabled);
+    // The poll names the keys of an account disabled since (their cached copies must go).
+    assert!(
+        keys.keys_changed_since(now + 600)
+            .await
+            .unwrap()
+            .contains(&"k5".to_owned())
+    );
+    assert!(!keys.create_key(api_key("k6", owner.id, 6, now + 600)).await.unwrap());
+    assert!(
+        !keys
+            .rotate_key(
+                owner.id,
+                "k5",
+                api_key("k7", owner.id, 7, now + 600),
+                now + 700,
+                now + 600
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(keys.find_key(owner.id, "k5").await.unwrap().unwrap().rotated_to, None);
+    // A deleted owner takes their keys along.
+    assert!(users.delete(owner.id).await.unwrap());
+    assert_eq!(keys.find_key_by_hash(&[5; 32]).await.unwrap(), None);
 }

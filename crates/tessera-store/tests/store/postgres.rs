@@ -378,3 +378,9 @@ async fn postgres_session_insert_waits_for_a_concurrent_disable_and_inserts_noth
     assert_eq!(db.store.find("race-s").await.unwrap(), None);
     operator.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn postgres_meets_the_api_key_store_contract() {
+    let Some(db) = TestDb::new().await else { return };
+    contract::api_key_store_contract(db.store.as_ref(), db.store.as_ref()).await;
+}

@@ -295,3 +295,9 @@ async fn commit_failure_scenario() {
     store.ping().await.expect("ready once writes commit again");
     contract::storage_recovery_contract(store.as_ref(), &seeded).await;
 }
+
+#[tokio::test]
+async fn sqlite_meets_the_api_key_store_contract() {
+    let (_dir, store) = fresh().await;
+    contract::api_key_store_contract(store.as_ref(), store.as_ref()).await;
+}
