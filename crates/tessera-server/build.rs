@@ -34,10 +34,10 @@ fn git_commit() -> Option<String> {
         watched.push(branch);
     }
     for name in watched {
-        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name]) {
-            if std::path::Path::new(&path).exists() {
-                println!("cargo:rerun-if-changed={path}");
-            }
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            && std::path::Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
     Some(commit)
