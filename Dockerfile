@@ -20,7 +20,7 @@ ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 # What both final stages share: the user, the volume, the environment, the health check.
 FROM ${RUNTIME_IMAGE} AS runtime-base
 # A fixed uid, so a volume or a bind mount can be prepared for it (chown 10001).
-RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+RUN useradd --uid 10001 --user-group --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin tessera \
     && install -d -o tessera -g tessera -m 0700 /data
 # Listen on every interface of the container (the default, 127.0.0.1, is unreachable from

@@ -25,6 +25,7 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing ${missing[*]}"
   apt-get update -qq
@@ -42,6 +43,27 @@ if ! podman image exists "$base"; then
   podman import --quiet --change 'CMD ["/bin/bash"]' "$rootfs" "$base" >/dev/null
   rm -f "$rootfs"
 fi
+
+step "deploy/compose: consistent with itself and nginx.conf (its images cannot be pulled here)"
+python3 - deploy/compose/compose.yaml deploy/compose/nginx.conf <<'PY'
+import re, sys, yaml
+compose = yaml.safe_load(open(sys.argv[1]))
+nginx = open(sys.argv[2]).read()
+services = compose["services"]
+instances = [name for name in services if name.startswith("tessera-")]
+assert len(instances) == 2, instances
+assert len({services[name]["image"] for name in instances}) == 1, "one image for both instances"
+proxy = services["nginx"]["networks"]["backend"]["ipv4_address"]
+upstreams = re.findall(r"^\s*server\s+([\w.-]+):8000", nginx, re.M)
+for name in instances:
+    environment = services[name]["environment"]
+    assert environment["TRUSTED_PROXIES"] == proxy, (name, "TRUSTED_PROXIES must be nginx")
+    assert environment["MASTER_KEY_FILE"].startswith("/run/secrets/"), name
+    assert set(services[name]["secrets"]) <= set(compose["secrets"]), name
+    assert name in upstreams, (name, "missing from nginx's upstream")
+assert sorted(upstreams) == sorted(instances), upstreams
+print(f"compose: {', '.join(sorted(services))}; nginx upstream {', '.join(upstreams)}")
+PY
 
 step "release binary"
 cargo build --release --locked -p tessera-server

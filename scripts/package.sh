@@ -32,7 +32,8 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 tessera="$target_dir/release/tessera"
 
 step "man pages and completions from the clap definitions"
-assets=target/deb-assets
+# Where the package metadata (crates/tessera-server/Cargo.toml) expects them.
+assets="$target_dir/release/deb-assets"
 rm -rf "$assets"
 mkdir -p "$assets/man" "$assets/completions"
 "$tessera" generate man "$assets/man"
@@ -43,7 +44,7 @@ gzip -9n "$assets"/man/*.1
 
 step "cargo deb"
 # --no-build: the binary above is the one packaged (same flags, same target directory).
-deb="$(cargo deb -p tessera-server --no-build --locked 2>&1 | tail -1)"
+deb="$(cargo deb -p tessera-server --no-build | tail -1)"
 [ -f "$deb" ] || { echo "cargo deb did not produce a package: $deb" >&2; exit 1; }
 echo "$deb"
 
@@ -54,13 +55,13 @@ echo "$deb"
 step "package contents"
 dpkg-deb --info "$deb" | sed -n '/Package:/,$p' >&2
 contents="$(dpkg-deb --contents "$deb")"
-for path in ./usr/bin/tessera ./etc/tessera/tessera.env ./lib/systemd/system/tessera.service \
+for path in ./usr/bin/tessera ./etc/tessera/tessera.env ./usr/lib/systemd/system/tessera.service \
   ./usr/share/man/man1/tessera.1.gz ./usr/share/man/man1/tessera-serve.1.gz \
   ./usr/share/bash-completion/completions/tessera ./usr/share/zsh/vendor-completions/_tessera \
   ./usr/share/fish/vendor_completions.d/tessera.fish ./usr/share/doc/tessera/DEPLOY.md; do
   grep -q " $path\$" <<<"$contents" || { echo "missing from the package: $path" >&2; exit 1; }
 done
-grep -q -- '-rw------- root/root .* ./etc/tessera/tessera.env$' <<<"$contents" \
+grep -q -- '^-rw------- 0/0 .* ./etc/tessera/tessera.env$' <<<"$contents" \
   || { echo "the env file must be mode 0600" >&2; exit 1; }
 
 step "dpkg -i"
@@ -74,8 +75,8 @@ zcat /usr/share/man/man1/tessera.1.gz | grep -q '^.TH tessera 1'
 
 step "systemd-analyze verify / security"
 if command -v systemd-analyze >/dev/null 2>&1; then
-  systemd-analyze verify /lib/systemd/system/tessera.service
-  systemd-analyze security --offline=true --threshold=20 /lib/systemd/system/tessera.service \
+  systemd-analyze verify /usr/lib/systemd/system/tessera.service
+  systemd-analyze security --offline=true --threshold=20 /usr/lib/systemd/system/tessera.service \
     | tail -1 >&2
 else
   echo "systemd-analyze not installed: unit not verified" >&2
