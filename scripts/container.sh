@@ -66,7 +66,10 @@ print(f"compose: {', '.join(sorted(services))}; nginx upstream {', '.join(upstre
 PY
 
 step "release binary"
-cargo build --release --locked -p tessera-server
+# The packages scripts/bench.sh builds: cargo unifies features across them (hyper's client, for
+# tessera-bench), so `-p tessera-server` alone would compile the server again after the
+# benchmark step. The binary shipped is then the one the benchmarks measured.
+cargo build --release --locked -p tessera-server -p tessera-bench
 [ "${CARGO_TARGET_DIR:-target}" = target ] || cp "$CARGO_TARGET_DIR/release/tessera" target/release/tessera
 commit="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 

@@ -27,7 +27,10 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
 fi
 
 step "release build"
-cargo build --release --locked -p tessera-server
+# The packages scripts/bench.sh builds: cargo unifies features across them (hyper's client, for
+# tessera-bench), so `-p tessera-server` alone would compile the server again after the
+# benchmark step. The binary shipped is then the one the benchmarks measured.
+cargo build --release --locked -p tessera-server -p tessera-bench
 target_dir="${CARGO_TARGET_DIR:-target}"
 tessera="$target_dir/release/tessera"
 
