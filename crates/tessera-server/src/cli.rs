@@ -40,7 +40,8 @@ Exit status: 0 success; 1 the command failed (database unreachable, not found, r
 /// Tessera: a JWT authentication server. Configuration comes from the environment and from a
 /// `.env` file in the working directory (see README.md for every variable).
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about, long_about = None, after_help = FOOTER)]
+#[command(name = "tessera", version = crate::release::VERSION, long_version = crate::release::LONG_VERSION)]
+#[command(about, long_about = None, after_help = FOOTER)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -89,6 +90,13 @@ pub enum Command {
         /// does not create a missing SQLite file.
         #[arg(long)]
         check: bool,
+    },
+    /// Generate man pages or shell completions from this command line (packaging step).
+    #[command(hide = true)]
+    Generate {
+        /// What to generate.
+        #[command(subcommand)]
+        action: crate::release::GenerateAction,
     },
 }
 

@@ -9,8 +9,9 @@
 //! - [`app`]: the application services (A1): register, login, refresh, logout, sessions,
 //!   authentication, rate limits, account administration. Plain Rust, no HTTP.
 //! - Infrastructure the services use: [`config`] (S11; with `config::secrets`, S3), [`keys`] (S3, B1),
-//!   [`hashing`] (B8), [`revocation`] (B3, B9), [`backends`] (B9), [`token_cache`] (S8), [`api_key_cache`] (G3),
-//!   [`metrics`] (S10), [`telemetry`] (S6), [`clock`] (A4).
+//!   [`hashing`] (B8), [`revocation`] (B3, B9), [`backends`] (B9), [`token_cache`] (S8),
+//!   [`api_key_cache`] (G3), [`metrics`] (S10), [`telemetry`] (S6), [`clock`] (A4); [`release`]:
+//!   `--version` and the man pages and completions of the packages.
 //!
 //! [`cli`] runs `tessera serve`, `config check`, `keys`, `users`, `migrate` on top of the
 //! services; this file composes everything: [`build`] and [`serve`].
@@ -25,6 +26,7 @@ pub mod hashing;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod release;
 pub mod revocation;
 pub mod telemetry;
 pub mod token_cache;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tessera_server::cli::{
     Cli, Command, ConfigAction, config_check, keys_command, load_config, migrate_command, users_command,
 };
@@ -14,6 +14,13 @@ fn main() -> ExitCode {
         Command::Keys { action } => keys_command(action),
         Command::Users { action } => users_command(action),
         Command::Migrate { check } => migrate_command(check),
+        Command::Generate { action } => match tessera_server::release::generate(action, Cli::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config {
             action: ConfigAction::Check,
         } => config_check(),

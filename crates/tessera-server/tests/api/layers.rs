@@ -3,7 +3,8 @@
 //! infrastructure modules know neither, and no import cycle exists between modules.
 //!
 //! Layers, lowest first: infrastructure (`clock`, `config`, `backends`, `hashing`, `keys`,
-//! `metrics`, `revocation`, `token_cache`, `api_key_cache`, `telemetry`), then `app`, then `http`, then `cli`;
+//! `metrics`, `revocation`, `token_cache`, `api_key_cache`, `telemetry`, `release`), then `app`,
+//! then `http`, then `cli`;
 //! `lib.rs` and `main.rs` compose them. A module imports only from its own layer or below.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 fn layer_of(module: &str) -> Option<u8> {
     match module {
         "clock" | "config" | "backends" | "hashing" | "keys" | "metrics" | "revocation" | "token_cache"
-        | "api_key_cache" | "telemetry" => Some(0),
+        | "api_key_cache" | "telemetry" | "release" => Some(0),
         "app" => Some(1),
         "http" => Some(2),
         "cli" => Some(3),

@@ -29,6 +29,7 @@ mod openapi;
 mod profile;
 mod refresh;
 mod register;
+mod release;
 mod restart;
 mod routing;
 mod scale_out;
