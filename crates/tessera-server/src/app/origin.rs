@@ -17,6 +17,10 @@ pub struct RequestOrigin<'a> {
     pub fetch_site: Option<&'a str>,
     /// The `Host` header (this server's name as the client addressed it).
     pub host: Option<&'a str>,
+    /// The `X-Forwarded-Host` header: behind a reverse proxy that rewrites `Host`, the name the
+    /// browser addressed. Trusting it here is safe: a cross-site page cannot make the victim's
+    /// browser send a header of its choosing without a CORS preflight, which is refused.
+    pub forwarded_host: Option<&'a str>,
 }
 
 /// The `host[:port]` of an origin (`scheme://host[:port]`), lower-cased.
@@ -38,10 +42,15 @@ pub fn is_cross_site(request: RequestOrigin<'_>, allowed_origins: &[String]) -> 
                 return false;
             }
             // "null" (sandboxed frames, data: URLs, some redirects) is never this site.
-            match (origin_authority(origin), request.host) {
-                (Some(authority), Some(host)) => authority != host.trim().to_ascii_lowercase(),
-                _ => true,
-            }
+            let Some(authority) = origin_authority(origin) else {
+                return true;
+            };
+            let forwarded = request.forwarded_host.into_iter().flat_map(|value| value.split(','));
+            !request
+                .host
+                .into_iter()
+                .chain(forwarded)
+                .any(|host| host.trim().eq_ignore_ascii_case(&authority))
         }
         None => request
             .fetch_site
@@ -76,6 +85,7 @@ mod tests {
             origin,
             fetch_site,
             host: Some("auth.example.com"),
+            forwarded_host: None,
         }
     }
 
@@ -115,7 +125,24 @@ mod tests {
             origin: Some("http://127.0.0.1:9999"),
             fetch_site: None,
             host: Some("127.0.0.1:8000"),
+            forwarded_host: None,
         };
         assert!(is_cross_site(with_port, &[]));
+    }
+
+    #[test]
+    fn behind_a_proxy_that_rewrites_host_the_forwarded_host_counts() {
+        // nginx's default `proxy_pass` sends `Host: 127.0.0.1:8000`; the browser addressed
+        // auth.example.com, which the proxy passes as X-Forwarded-Host.
+        let proxied = |forwarded_host| RequestOrigin {
+            origin: Some("https://auth.example.com"),
+            fetch_site: Some("same-origin"),
+            host: Some("127.0.0.1:8000"),
+            forwarded_host,
+        };
+        assert!(!is_cross_site(proxied(Some("auth.example.com")), &[]));
+        assert!(!is_cross_site(proxied(Some("auth.example.com, 127.0.0.1")), &[]));
+        assert!(is_cross_site(proxied(Some("other.example")), &[]));
+        assert!(is_cross_site(proxied(None), &[]));
     }
 }

@@ -120,6 +120,7 @@ fn request_origin(headers: &HeaderMap) -> RequestOrigin<'_> {
         origin: text("origin"),
         fetch_site: text("sec-fetch-site"),
         host: text("host"),
+        forwarded_host: text("x-forwarded-host"),
     }
 }
 
