@@ -23,7 +23,9 @@ image="${TESSERA_IMAGE:-localhost/tessera:ci}"
 step() { printf '==> %s\n' "$*" >&2; }
 
 missing=()
-command -v podman >/dev/null 2>&1 || missing+=(podman)
+# The set this script was proven with on this machine kind (podman's recommends, minus the
+# desktop ones): uidmap, fuse-overlayfs and slirp4netns besides podman itself.
+command -v podman >/dev/null 2>&1 || missing+=(podman uidmap fuse-overlayfs slirp4netns)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
