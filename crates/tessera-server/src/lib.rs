@@ -28,6 +28,7 @@ pub mod keys;
 pub mod metrics;
 pub mod release;
 pub mod revocation;
+pub mod service_accounts;
 pub mod telemetry;
 pub mod token_cache;
 
@@ -126,6 +127,20 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
 pub async fn open_account_stores(database: &Database) -> anyhow::Result<(Arc<dyn UserStore>, Arc<dyn SessionStore>)> {
     let stores = open_stores(database).await?;
     Ok((stores.users, stores.sessions))
+}
+
+/// Opens every store of a database: users, sessions, signing keys, API keys (for
+/// `tessera service-accounts` and `tessera api-keys`; runs migrations like `serve`).
+pub async fn open_operator_stores(
+    database: &Database,
+) -> anyhow::Result<(
+    Arc<dyn UserStore>,
+    Arc<dyn SessionStore>,
+    Arc<dyn KeyStore>,
+    Arc<dyn ApiKeyStore>,
+)> {
+    let stores = open_stores(database).await?;
+    Ok((stores.users, stores.sessions, stores.keys, stores.api_keys))
 }
 
 /// Opens the key store of a database (for `tessera keys ...`; runs migrations like `serve`).

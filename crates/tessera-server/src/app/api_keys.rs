@@ -98,6 +98,38 @@ fn random_key_id() -> String {
     format!("key_{}", super::random_id())
 }
 
+/// A new key for account `user_id`, hashed with `hasher` (not stored yet). Used by the API and
+/// by `tessera api-keys create`. `limits` is (rate limit, quota) in canonical spelling.
+pub fn build_key(
+    hasher: &apikey::KeyHasher,
+    user_id: i64,
+    name: &str,
+    scopes: ScopeSet,
+    expires_at: Option<i64>,
+    limits: (Option<String>, Option<String>),
+    now: i64,
+) -> CreatedKey {
+    let secret = apikey::generate(&mut OsRng);
+    let key = ApiKey {
+        id: random_key_id(),
+        user_id,
+        name: name.to_owned(),
+        prefix: apikey::display_prefix(&secret).to_owned(),
+        key_hash: hasher.hash(&secret).to_vec(),
+        scopes: scopes.to_string(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        rate_limit: limits.0,
+        quota: limits.1,
+        last_used_at: None,
+        last_used_ip: None,
+        rotated_to: None,
+        updated_at: now,
+    };
+    CreatedKey { key, secret }
+}
+
 impl App {
     fn new_key(
         &self,
@@ -108,25 +140,15 @@ impl App {
         limits: (Option<String>, Option<String>),
         now: i64,
     ) -> CreatedKey {
-        let secret = apikey::generate(&mut OsRng);
-        let key = ApiKey {
-            id: random_key_id(),
+        build_key(
+            &self.keys.api_key_hasher,
             user_id,
-            name: name.to_owned(),
-            prefix: apikey::display_prefix(&secret).to_owned(),
-            key_hash: self.keys.api_key_hasher.hash(&secret).to_vec(),
-            scopes: scopes.to_string(),
-            created_at: now,
+            name,
+            scopes,
             expires_at,
-            revoked_at: None,
-            rate_limit: limits.0,
-            quota: limits.1,
-            last_used_at: None,
-            last_used_ip: None,
-            rotated_to: None,
-            updated_at: now,
-        };
-        CreatedKey { key, secret }
+            limits,
+            now,
+        )
     }
 
     /// Creates a key for the caller. Its scopes must be within the caller's (a key cannot
@@ -280,7 +302,13 @@ impl App {
                     return Err(invalid);
                 }
                 let roles = self.users.roles(key.user_id).await?;
-                let scopes = ScopeSet::from_claim(Some(&key.scopes)).intersection(scope_for_roles(&roles));
+                // A service account may also hold `introspect` (never part of a user's scope).
+                let ceiling = if found.owner_service_account {
+                    crate::service_accounts::service_account_ceiling(&roles)
+                } else {
+                    scope_for_roles(&roles)
+                };
+                let scopes = ScopeSet::from_claim(Some(&key.scopes)).intersection(ceiling);
                 let valid_until = match (key.expires_at, key.revoked_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

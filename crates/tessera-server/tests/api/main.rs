@@ -34,6 +34,7 @@ mod restart;
 mod routing;
 mod scale_out;
 mod scopes;
+mod service_accounts;
 mod services;
 mod sessions;
 mod storage;
