@@ -265,8 +265,36 @@ impl App {
     }
 
     /// Authenticates a presented API key: format and checksum (no lookup for junk), then the
-    /// cache, then the database.
+    /// cache, then the database ([`App::verify_api_key`]), and records the use.
     pub async fn authenticate_api_key(&self, presented: &str, ip: &str) -> Result<Authenticated, Error> {
+        let cached = self.verify_api_key(presented, ip).await?;
+        let now = self.clock.now();
+        self.key_usage.record(&cached.id, now, ip);
+        let claims = Claims {
+            sub: cached.user_id.to_string(),
+            user_id: cached.user_id,
+            username: cached.username.clone(),
+            sid: String::new(),
+            jti: cached.id.clone(),
+            iat: cached.created_at,
+            nbf: cached.created_at,
+            exp: now + self.config.access_ttl_secs,
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            roles: cached.roles.clone(),
+            scope: Some(cached.scopes.to_string()),
+        };
+        Ok(Authenticated {
+            claims: Arc::new(claims),
+            scopes: cached.scopes,
+            api_key_id: Some(cached.id.clone()),
+            api_key: Some(cached),
+        })
+    }
+
+    /// Verifies a presented API key without recording a use: format and checksum (no lookup
+    /// for junk), then the cache, then the database. A verified key is cached.
+    pub async fn verify_api_key(&self, presented: &str, ip: &str) -> Result<Arc<CachedKey>, Error> {
         let invalid = Error::Token(TokenRejection::Invalid);
         if let Err(reason) = apikey::check_format(presented) {
             self.metrics
@@ -329,27 +357,7 @@ impl App {
             }
         };
         self.metrics.api_key_verifications.with_label_values(&["valid"]).inc();
-        self.key_usage.record(&cached.id, now, ip);
-        let claims = Claims {
-            sub: cached.user_id.to_string(),
-            user_id: cached.user_id,
-            username: cached.username.clone(),
-            sid: String::new(),
-            jti: cached.id.clone(),
-            iat: cached.created_at,
-            nbf: cached.created_at,
-            exp: now + self.config.access_ttl_secs,
-            iss: self.config.issuer.clone(),
-            aud: self.config.audience.clone(),
-            roles: cached.roles.clone(),
-            scope: Some(cached.scopes.to_string()),
-        };
-        Ok(Authenticated {
-            claims: Arc::new(claims),
-            scopes: cached.scopes,
-            api_key_id: Some(cached.id.clone()),
-            api_key: Some(cached),
-        })
+        Ok(cached)
     }
 
     /// Writes the buffered last uses (one call per flush, not per request).

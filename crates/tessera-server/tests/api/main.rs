@@ -18,6 +18,7 @@ mod demo;
 mod fault_suite;
 mod faults;
 mod hardening;
+mod introspect;
 mod keys;
 mod layers;
 mod load;
