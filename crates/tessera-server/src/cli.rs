@@ -1,5 +1,5 @@
 //! The operator command line (B13): `tessera serve`, `config check`, `keys list|rotate|prune`,
-//! `users create|disable|enable|list`, `migrate`, and (in [`crate::service_accounts`])
+//! `users create|disable|enable|list`, `migrate`, and (in [`service_accounts`])
 //! `service-accounts create|list|disable` and `api-keys create`.
 //!
 //! Every command reads the same configuration as `serve` (the environment, then `.env` in the
@@ -7,6 +7,8 @@
 //! they pick up key changes within KEY_RELOAD_SECONDS and revocations at once over Redis
 //! pub/sub, or within REVOCATION_POLL_MILLIS from the database. Exit status: 0 success, 1 the
 //! command failed, 2 invalid configuration or command line.
+
+pub mod service_accounts;
 
 use std::future::Future;
 use std::io::{IsTerminal, Read};
@@ -98,14 +100,14 @@ pub enum Command {
     ServiceAccounts {
         /// What to do with them.
         #[command(subcommand)]
-        action: crate::service_accounts::ServiceAccountsAction,
+        action: service_accounts::ServiceAccountsAction,
     },
     /// Create API keys for service accounts (the key is printed once).
     #[command(after_help = FOOTER)]
     ApiKeys {
         /// What to do.
         #[command(subcommand)]
-        action: crate::service_accounts::ApiKeysAction,
+        action: service_accounts::ApiKeysAction,
     },
     /// Generate man pages or shell completions from this command line (packaging step).
     #[command(hide = true)]

@@ -28,7 +28,6 @@ pub mod keys;
 pub mod metrics;
 pub mod release;
 pub mod revocation;
-pub mod service_accounts;
 pub mod telemetry;
 pub mod token_cache;
 

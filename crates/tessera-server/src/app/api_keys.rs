@@ -98,6 +98,12 @@ fn random_key_id() -> String {
     format!("key_{}", super::random_id())
 }
 
+/// What a service account's key may hold: its roles' scope, plus `introspect` (which no
+/// user's key can hold).
+pub fn service_account_ceiling<S: AsRef<str>>(roles: &[S]) -> ScopeSet {
+    scope_for_roles(roles).with(tessera_core::Scope::Introspect)
+}
+
 /// A new key for account `user_id`, hashed with `hasher` (not stored yet). Used by the API and
 /// by `tessera api-keys create`. `limits` is (rate limit, quota) in canonical spelling.
 pub fn build_key(
@@ -332,7 +338,7 @@ impl App {
                 let roles = self.users.roles(key.user_id).await?;
                 // A service account may also hold `introspect` (never part of a user's scope).
                 let ceiling = if found.owner_service_account {
-                    crate::service_accounts::service_account_ceiling(&roles)
+                    service_account_ceiling(&roles)
                 } else {
                     scope_for_roles(&roles)
                 };

@@ -1,6 +1,6 @@
 //! `POST /introspect` on the wire (RFC 7662, G3): another service asks whether a credential it
 //! was shown is active. The caller authenticates with a key holding the `introspect` scope
-//! (a service account's, see [`crate::service_accounts`]); the body is form-encoded
+//! (a service account's, see [`crate::cli::service_accounts`]); the body is form-encoded
 //! `token=...` (`token_type_hint` is accepted and ignored: both kinds are recognised by their
 //! form). The answer is `{"active": false}` and nothing else for any credential that would not
 //! authenticate a request, and never cached (`Cache-Control: no-store`).

@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
-use tessera_core::scope::{is_valid_role, scope_for_roles};
+use tessera_core::scope::is_valid_role;
 use tessera_core::store::{StoreError, User};
-use tessera_core::{Scope, ScopeSet, Username};
+use tessera_core::{ScopeSet, Username};
 
-use crate::app::api_keys::{EXPIRES_IN_RANGE, MAX_NAME_CHARS, build_key};
+use crate::app::api_keys::{EXPIRES_IN_RANGE, MAX_NAME_CHARS, build_key, service_account_ceiling};
 use crate::cli::{account_service, disable_user, load_config, run_async};
 use crate::clock::{Clock, SystemClock};
 
@@ -65,11 +65,6 @@ pub enum ApiKeysAction {
         #[arg(long)]
         expires_in: Option<i64>,
     },
-}
-
-/// What a service account's key may hold: its roles' scope, plus `introspect`.
-pub fn service_account_ceiling<S: AsRef<str>>(roles: &[S]) -> ScopeSet {
-    scope_for_roles(roles).with(Scope::Introspect)
 }
 
 fn refused(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
