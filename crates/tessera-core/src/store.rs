@@ -81,6 +81,18 @@ pub struct User {
     pub created_at: i64,
     /// Set when an operator disabled the account; disabled accounts cannot log in.
     pub disabled_at: Option<i64>,
+    /// A service account (G3): non-human, owns API keys, never logs in with a password (its
+    /// `password_hash` is [`SERVICE_ACCOUNT_PASSWORD_HASH`], which no password matches).
+    pub service_account: bool,
+}
+
+/// The stored password hash of a service account: not a PHC string, so no password verifies.
+pub const SERVICE_ACCOUNT_PASSWORD_HASH: &str = "!service-account";
+
+/// The email stored for service account `name` (unique like every email; `.invalid` is a
+/// reserved top-level domain, so it is nobody's address).
+pub fn service_account_email(name: &str) -> String {
+    format!("{}@service-account.invalid", name.to_lowercase())
 }
 
 /// The data for a new account. Email and username are unique case-insensitively.
@@ -131,6 +143,12 @@ pub trait UserStore: Send + Sync {
     async fn add_role(&self, user_id: i64, role: &str, now: i64) -> Result<bool, StoreError>;
     /// Takes a role away. Returns false when the account did not hold it.
     async fn remove_role(&self, user_id: i64, role: &str) -> Result<bool, StoreError>;
+    /// Creates service account `name` (G3): username `name`, email
+    /// [`service_account_email`], an unusable password hash. A taken name is
+    /// [`StoreError::Conflict`].
+    async fn create_service_account(&self, name: &str, now: i64) -> Result<User, StoreError>;
+    /// Lists the service accounts, oldest first.
+    async fn list_service_accounts(&self) -> Result<Vec<User>, StoreError>;
 }
 
 /// A login session: one refresh-token family (B2). The session id is the `sid` claim of every
@@ -441,6 +459,8 @@ pub struct ApiKeyLookup {
     pub username: String,
     /// Whether the owner is disabled (then the key does not work).
     pub owner_disabled: bool,
+    /// Whether the owner is a service account (which may hold the `introspect` scope).
+    pub owner_service_account: bool,
 }
 
 /// One key's last use, for [`ApiKeyStore::record_usage`].

@@ -1,11 +1,14 @@
 //! The operator command line (B13): `tessera serve`, `config check`, `keys list|rotate|prune`,
-//! `users create|disable|enable|list` and `migrate`.
+//! `users create|disable|enable|list`, `migrate`, and (in [`service_accounts`])
+//! `service-accounts create|list|disable` and `api-keys create`.
 //!
 //! Every command reads the same configuration as `serve` (the environment, then `.env` in the
 //! working directory) and works on the database directly, so it runs next to live instances:
 //! they pick up key changes within KEY_RELOAD_SECONDS and revocations at once over Redis
 //! pub/sub, or within REVOCATION_POLL_MILLIS from the database. Exit status: 0 success, 1 the
 //! command failed, 2 invalid configuration or command line.
+
+pub mod service_accounts;
 
 use std::future::Future;
 use std::io::{IsTerminal, Read};
@@ -90,6 +93,21 @@ pub enum Command {
         /// does not create a missing SQLite file.
         #[arg(long)]
         check: bool,
+    },
+    /// Manage service accounts (non-human accounts that own API keys and never log in with a
+    /// password): create, list, disable.
+    #[command(after_help = FOOTER)]
+    ServiceAccounts {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: service_accounts::ServiceAccountsAction,
+    },
+    /// Create API keys for service accounts (the key is printed once).
+    #[command(after_help = FOOTER)]
+    ApiKeys {
+        /// What to do.
+        #[command(subcommand)]
+        action: service_accounts::ApiKeysAction,
     },
     /// Generate man pages or shell completions from this command line (packaging step).
     #[command(hide = true)]
@@ -255,7 +273,7 @@ pub fn config_check() -> ExitCode {
 
 /// Runs `command` on a single-threaded runtime: exit code 0 on success, 1 on failure (the
 /// error on stderr), or the code `command` chose.
-fn run_async<Fut>(command: Fut) -> ExitCode
+pub(crate) fn run_async<Fut>(command: Fut) -> ExitCode
 where
     Fut: Future<Output = anyhow::Result<ExitCode>>,
 {
@@ -429,7 +447,7 @@ fn read_password(from_stdin: bool) -> Result<Zeroizing<String>, ExitCode> {
 /// parameters (PASSWORD_HASH_*) on a one-worker pool, so `users create` takes the same code
 /// path as POST /register. The dummy salt only serves timing-safe verification of unknown
 /// users, which the CLI never does.
-fn account_service(
+pub(crate) fn account_service(
     config: &Config,
     users: std::sync::Arc<dyn UserStore>,
     sessions: std::sync::Arc<dyn SessionStore>,
@@ -516,7 +534,7 @@ fn operator_failure(error: OperatorError) -> anyhow::Error {
     }
 }
 
-async fn disable_user(config: &Config, accounts: &Accounts, who: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn disable_user(config: &Config, accounts: &Accounts, who: &str) -> anyhow::Result<ExitCode> {
     let disabled = accounts
         .disable(who, &CliNotice { config }, "cli")
         .await

@@ -128,6 +128,20 @@ pub async fn open_account_stores(database: &Database) -> anyhow::Result<(Arc<dyn
     Ok((stores.users, stores.sessions))
 }
 
+/// Opens every store of a database: users, sessions, signing keys, API keys (for
+/// `tessera service-accounts` and `tessera api-keys`; runs migrations like `serve`).
+pub async fn open_operator_stores(
+    database: &Database,
+) -> anyhow::Result<(
+    Arc<dyn UserStore>,
+    Arc<dyn SessionStore>,
+    Arc<dyn KeyStore>,
+    Arc<dyn ApiKeyStore>,
+)> {
+    let stores = open_stores(database).await?;
+    Ok((stores.users, stores.sessions, stores.keys, stores.api_keys))
+}
+
 /// Opens the key store of a database (for `tessera keys ...`; runs migrations like `serve`).
 pub async fn open_key_store(database: &Database) -> anyhow::Result<Arc<dyn KeyStore>> {
     Ok(open_stores(database).await?.keys)

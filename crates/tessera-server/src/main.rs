@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keys { action } => keys_command(action),
         Command::Users { action } => users_command(action),
+        Command::ServiceAccounts { action } => tessera_server::cli::service_accounts::service_accounts_command(action),
+        Command::ApiKeys { action } => tessera_server::cli::service_accounts::api_keys_command(action),
         Command::Migrate { check } => migrate_command(check),
         Command::Generate { action } => match tessera_server::release::generate(action, Cli::command()) {
             Ok(()) => ExitCode::SUCCESS,

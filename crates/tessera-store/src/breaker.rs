@@ -180,6 +180,14 @@ impl UserStore for Guarded<dyn UserStore> {
         self.breaker.call(self.inner.find_by_login(login)).await
     }
 
+    async fn create_service_account(&self, name: &str, now: i64) -> Result<User, StoreError> {
+        self.breaker.call(self.inner.create_service_account(name, now)).await
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<User>, StoreError> {
+        self.breaker.call(self.inner.list_service_accounts()).await
+    }
+
     async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError> {
         self.breaker
             .call(self.inner.update_email(id, email, email_normalized))

@@ -214,6 +214,7 @@ struct UserRow {
     password_hash: String,
     created_at: i64,
     disabled_at: Option<i64>,
+    kind: String,
 }
 
 impl From<UserRow> for User {
@@ -225,11 +226,14 @@ impl From<UserRow> for User {
             password_hash: row.password_hash,
             created_at: row.created_at,
             disabled_at: row.disabled_at,
+            service_account: row.kind == SERVICE_KIND,
         }
     }
 }
 
-const USER_COLUMNS: &str = "id, email, username, password_hash, created_at, disabled_at";
+const USER_COLUMNS: &str = "id, email, username, password_hash, created_at, disabled_at, kind";
+/// `users.kind` of a service account (migration 0006).
+const SERVICE_KIND: &str = "service";
 
 /// A session row and its account's username (the one-statement refresh).
 #[derive(FromRow)]
@@ -501,6 +505,38 @@ where
                 .await
                 .map_err(store_error);
         self.wrote(removed).map(|ids| !ids.is_empty())
+    }
+
+    async fn create_service_account(&self, name: &str, now: i64) -> Result<User, StoreError> {
+        let sql = format!(
+            "INSERT INTO users (email, email_normalized, username, username_normalized, password_hash, created_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, '{SERVICE_KIND}') RETURNING {USER_COLUMNS}"
+        );
+        let email = tessera_core::store::service_account_email(name);
+        let normalized = name.to_lowercase();
+        let rows = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(email.as_str())
+            .bind(email.as_str())
+            .bind(name)
+            .bind(normalized.as_str())
+            .bind(tessera_core::store::SERVICE_ACCOUNT_PASSWORD_HASH)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(user_write_error::<D>);
+        let row = self.wrote(rows)?;
+        first(row)
+            .map(User::from)
+            .ok_or_else(|| StoreError::Internal("INSERT ... RETURNING returned no row".into()))
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE kind = '{SERVICE_KIND}' ORDER BY id");
+        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(User::from).collect())
+            .map_err(store_error)
     }
 }
 
@@ -845,6 +881,7 @@ struct ApiKeyOwnerRow {
     key: ApiKeyRow,
     username: String,
     disabled_at: Option<i64>,
+    kind: String,
 }
 
 const API_KEY_COLUMNS: &str = "k.id, k.user_id, k.name, k.prefix, k.key_hash, k.scopes, k.created_at, k.expires_at, \
@@ -889,7 +926,7 @@ where
 
     async fn find_key_by_hash(&self, key_hash: &[u8]) -> Result<Option<ApiKeyLookup>, StoreError> {
         let sql = format!(
-            "SELECT {API_KEY_COLUMNS}, u.username, u.disabled_at FROM api_keys k JOIN users u ON u.id = k.user_id \
+            "SELECT {API_KEY_COLUMNS}, u.username, u.disabled_at, u.kind FROM api_keys k JOIN users u ON u.id = k.user_id \
              WHERE k.key_hash = $1"
         );
         let row = sqlx::query_as::<_, ApiKeyOwnerRow>(sqlx::AssertSqlSafe(sql))
@@ -901,6 +938,7 @@ where
             key: ApiKey::from(row.key),
             username: row.username,
             owner_disabled: row.disabled_at.is_some(),
+            owner_service_account: row.kind == SERVICE_KIND,
         }))
     }
 

@@ -98,6 +98,44 @@ fn random_key_id() -> String {
     format!("key_{}", super::random_id())
 }
 
+/// What a service account's key may hold: its roles' scope, plus `introspect` (which no
+/// user's key can hold).
+pub fn service_account_ceiling<S: AsRef<str>>(roles: &[S]) -> ScopeSet {
+    scope_for_roles(roles).with(tessera_core::Scope::Introspect)
+}
+
+/// A new key for account `user_id`, hashed with `hasher` (not stored yet). Used by the API and
+/// by `tessera api-keys create`. `limits` is (rate limit, quota) in canonical spelling.
+pub fn build_key(
+    hasher: &apikey::KeyHasher,
+    user_id: i64,
+    name: &str,
+    scopes: ScopeSet,
+    expires_at: Option<i64>,
+    limits: (Option<String>, Option<String>),
+    now: i64,
+) -> CreatedKey {
+    let secret = apikey::generate(&mut OsRng);
+    let key = ApiKey {
+        id: random_key_id(),
+        user_id,
+        name: name.to_owned(),
+        prefix: apikey::display_prefix(&secret).to_owned(),
+        key_hash: hasher.hash(&secret).to_vec(),
+        scopes: scopes.to_string(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        rate_limit: limits.0,
+        quota: limits.1,
+        last_used_at: None,
+        last_used_ip: None,
+        rotated_to: None,
+        updated_at: now,
+    };
+    CreatedKey { key, secret }
+}
+
 impl App {
     fn new_key(
         &self,
@@ -108,25 +146,15 @@ impl App {
         limits: (Option<String>, Option<String>),
         now: i64,
     ) -> CreatedKey {
-        let secret = apikey::generate(&mut OsRng);
-        let key = ApiKey {
-            id: random_key_id(),
+        build_key(
+            &self.keys.api_key_hasher,
             user_id,
-            name: name.to_owned(),
-            prefix: apikey::display_prefix(&secret).to_owned(),
-            key_hash: self.keys.api_key_hasher.hash(&secret).to_vec(),
-            scopes: scopes.to_string(),
-            created_at: now,
+            name,
+            scopes,
             expires_at,
-            revoked_at: None,
-            rate_limit: limits.0,
-            quota: limits.1,
-            last_used_at: None,
-            last_used_ip: None,
-            rotated_to: None,
-            updated_at: now,
-        };
-        CreatedKey { key, secret }
+            limits,
+            now,
+        )
     }
 
     /// Creates a key for the caller. Its scopes must be within the caller's (a key cannot
@@ -243,8 +271,36 @@ impl App {
     }
 
     /// Authenticates a presented API key: format and checksum (no lookup for junk), then the
-    /// cache, then the database.
+    /// cache, then the database ([`App::verify_api_key`]), and records the use.
     pub async fn authenticate_api_key(&self, presented: &str, ip: &str) -> Result<Authenticated, Error> {
+        let cached = self.verify_api_key(presented, ip).await?;
+        let now = self.clock.now();
+        self.key_usage.record(&cached.id, now, ip);
+        let claims = Claims {
+            sub: cached.user_id.to_string(),
+            user_id: cached.user_id,
+            username: cached.username.clone(),
+            sid: String::new(),
+            jti: cached.id.clone(),
+            iat: cached.created_at,
+            nbf: cached.created_at,
+            exp: now + self.config.access_ttl_secs,
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            roles: cached.roles.clone(),
+            scope: Some(cached.scopes.to_string()),
+        };
+        Ok(Authenticated {
+            claims: Arc::new(claims),
+            scopes: cached.scopes,
+            api_key_id: Some(cached.id.clone()),
+            api_key: Some(cached),
+        })
+    }
+
+    /// Verifies a presented API key without recording a use: format and checksum (no lookup
+    /// for junk), then the cache, then the database. A verified key is cached.
+    pub async fn verify_api_key(&self, presented: &str, ip: &str) -> Result<Arc<CachedKey>, Error> {
         let invalid = Error::Token(TokenRejection::Invalid);
         if let Err(reason) = apikey::check_format(presented) {
             self.metrics
@@ -280,7 +336,13 @@ impl App {
                     return Err(invalid);
                 }
                 let roles = self.users.roles(key.user_id).await?;
-                let scopes = ScopeSet::from_claim(Some(&key.scopes)).intersection(scope_for_roles(&roles));
+                // A service account may also hold `introspect` (never part of a user's scope).
+                let ceiling = if found.owner_service_account {
+                    service_account_ceiling(&roles)
+                } else {
+                    scope_for_roles(&roles)
+                };
+                let scopes = ScopeSet::from_claim(Some(&key.scopes)).intersection(ceiling);
                 let valid_until = match (key.expires_at, key.revoked_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -301,27 +363,7 @@ impl App {
             }
         };
         self.metrics.api_key_verifications.with_label_values(&["valid"]).inc();
-        self.key_usage.record(&cached.id, now, ip);
-        let claims = Claims {
-            sub: cached.user_id.to_string(),
-            user_id: cached.user_id,
-            username: cached.username.clone(),
-            sid: String::new(),
-            jti: cached.id.clone(),
-            iat: cached.created_at,
-            nbf: cached.created_at,
-            exp: now + self.config.access_ttl_secs,
-            iss: self.config.issuer.clone(),
-            aud: self.config.audience.clone(),
-            roles: cached.roles.clone(),
-            scope: Some(cached.scopes.to_string()),
-        };
-        Ok(Authenticated {
-            claims: Arc::new(claims),
-            scopes: cached.scopes,
-            api_key_id: Some(cached.id.clone()),
-            api_key: Some(cached),
-        })
+        Ok(cached)
     }
 
     /// Writes the buffered last uses (one call per flush, not per request).

@@ -111,7 +111,12 @@ impl App {
         };
         // Unknown user or not, the same hashing work happens (dummy hash), so the answer and
         // its timing do not tell whether the account exists (B6).
-        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        // A service account has no password: it is verified against the dummy hash like an
+        // unknown account, and refused like a wrong password.
+        let stored = user
+            .as_ref()
+            .filter(|u| !u.service_account)
+            .map(|u| u.password_hash.clone());
         let verification = self
             .accounts
             .hashing()
@@ -121,7 +126,7 @@ impl App {
         let elapsed_ms = started.elapsed().as_millis() as u64;
 
         let user = match (user, verification) {
-            (Some(user), Verification::Valid { needs_rehash }) => {
+            (Some(user), Verification::Valid { needs_rehash }) if !user.service_account => {
                 if needs_rehash {
                     self.rehash_in_background(user.id, password);
                 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod i18n;
+mod introspect;
 mod jwks;
 pub mod limits;
 mod metrics;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(profile::router(&state))
         .merge(agent::router(&state))
         .merge(api_keys::router(&state))
+        .merge(introspect::router(&state))
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())

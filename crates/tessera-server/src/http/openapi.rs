@@ -81,6 +81,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
         super::api_keys::list_keys,
         super::api_keys::rotate_key,
         super::api_keys::revoke_key,
+        super::introspect::introspect,
         super::health::healthz,
         super::health::readyz,
         super::jwks::jwks,

@@ -22,6 +22,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/api-keys", Scope::KeysWrite),
     ("POST", "/api-keys/{id}/rotate", Scope::KeysWrite),
     ("DELETE", "/api-keys/{id}", Scope::KeysWrite),
+    ("POST", "/introspect", Scope::Introspect),
 ];
 
 /// The scope a request to `path` (the matched route pattern) with `method` needs; `*` for a

@@ -22,7 +22,7 @@ const FAST_HASHING: [(&str, &str); 2] = [("PASSWORD_HASH_MEMORY_KIB", "256"), ("
 
 /// Runs `tessera args...` with exactly `env` (and PATH) in an empty directory (no `.env`),
 /// writing `stdin` to its standard input (or giving it none).
-async fn tessera(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Output {
+pub(crate) async fn tessera(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> Output {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let env = env.to_vec();
     let stdin = stdin.map(str::to_owned);
@@ -55,12 +55,12 @@ async fn tessera(args: &[&str], env: &[(String, String)], stdin: Option<&str>) -
     .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Asserts the exit code, showing both streams when it is wrong.
-fn assert_exit(output: &Output, code: i32, what: &str) {
+pub(crate) fn assert_exit(output: &Output, code: i32, what: &str) {
     assert_eq!(
         output.status.code(),
         Some(code),
@@ -71,15 +71,15 @@ fn assert_exit(output: &Output, code: i32, what: &str) {
 }
 
 /// A running server and the environment that points the CLI at its database.
-struct Setup {
-    app: TestApp,
-    env: Vec<(String, String)>,
+pub(crate) struct Setup {
+    pub(crate) app: TestApp,
+    pub(crate) env: Vec<(String, String)>,
     /// Dropped after the app (fields drop in order).
     _schema: Option<TestSchema>,
 }
 
 impl Setup {
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         tessera(args, &self.env, stdin).await
     }
 
@@ -110,7 +110,7 @@ fn env_with(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// A server on its own SQLite file, and the CLI pointed at the same DATA_DIR.
-async fn sqlite() -> Setup {
+pub(crate) async fn sqlite() -> Setup {
     let app = spawn_app().await;
     let env = env_with(&[("DATA_DIR", app.dir.path().to_str().unwrap())]);
     Setup {
@@ -122,7 +122,7 @@ async fn sqlite() -> Setup {
 
 /// A server on a fresh PostgreSQL schema, and the CLI pointed at the same DATABASE_URL; `None`
 /// (the test skips) when TESSERA_TEST_DATABASE_URL is not set.
-async fn postgres() -> Option<Setup> {
+pub(crate) async fn postgres() -> Option<Setup> {
     let base = services::database_url()?;
     let schema = TestSchema::create(&base).await;
     let url = schema.url();
@@ -135,7 +135,7 @@ async fn postgres() -> Option<Setup> {
 }
 
 /// Waits (at most `give_up`) until `access` is refused by GET /profile; returns how long.
-async fn wait_until_refused(app: &TestApp, access: &str, give_up: Duration) -> Duration {
+pub(crate) async fn wait_until_refused(app: &TestApp, access: &str, give_up: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let response = app.profile(access).await;

@@ -911,3 +911,61 @@ pub async fn api_key_store_contract(users: &dyn UserStore, keys: &dyn ApiKeyStor
     assert!(users.delete(owner.id).await.unwrap());
     assert_eq!(keys.find_key_by_hash(&[5; 32]).await.unwrap(), None);
 }
+
+/// Service accounts (G3): rows of `users` with an unusable password hash, listed apart, owning
+/// keys like any account, whose lookup says the owner is a service account.
+pub async fn service_account_contract(users: &dyn UserStore, keys: &dyn ApiKeyStore) {
+    use tessera_core::store::{SERVICE_ACCOUNT_PASSWORD_HASH, service_account_email};
+    let human = users.create(new_user("human@example.com", "human")).await.unwrap();
+    assert!(!human.service_account);
+    let svc = users.create_service_account("CI-Bot", 2_000).await.unwrap();
+    assert!(svc.service_account);
+    assert_eq!(svc.username, "CI-Bot");
+    assert_eq!(svc.email, service_account_email("CI-Bot"));
+    assert_eq!(svc.password_hash, SERVICE_ACCOUNT_PASSWORD_HASH);
+    assert_eq!(svc.created_at, 2_000);
+    assert_eq!(svc.disabled_at, None);
+    // Found by name like any account (case-insensitively), and flagged.
+    let found = users.find_by_login("ci-bot").await.unwrap().unwrap();
+    assert_eq!(found, svc);
+    assert_eq!(users.find_by_id(svc.id).await.unwrap().unwrap(), svc);
+    // Names are unique among all accounts.
+    assert_eq!(
+        users.create_service_account("HUMAN", 2_001).await,
+        Err(StoreError::Conflict("username"))
+    );
+    // (Both its username and its email are taken: which one a backend reports varies.)
+    assert!(matches!(
+        users.create_service_account("ci-bot", 2_001).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let second = users.create_service_account("deployer", 2_002).await.unwrap();
+    assert_eq!(
+        users.list_service_accounts().await.unwrap(),
+        vec![svc.clone(), second.clone()]
+    );
+
+    // Its keys say so at lookup; a human's do not; disabling it disables them.
+    assert!(keys.create_key(api_key("svc-k", svc.id, 41, 2_000)).await.unwrap());
+    assert!(keys.create_key(api_key("human-k", human.id, 42, 2_000)).await.unwrap());
+    let lookup = keys.find_key_by_hash(&[41; 32]).await.unwrap().unwrap();
+    assert!(lookup.owner_service_account && !lookup.owner_disabled);
+    assert_eq!(lookup.username, "CI-Bot");
+    assert!(
+        !keys
+            .find_key_by_hash(&[42; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .owner_service_account
+    );
+    assert!(users.set_disabled(svc.id, Some(3_000)).await.unwrap());
+    assert!(keys.find_key_by_hash(&[41; 32]).await.unwrap().unwrap().owner_disabled);
+    assert!(
+        keys.keys_changed_since(3_000)
+            .await
+            .unwrap()
+            .contains(&"svc-k".to_owned())
+    );
+    assert_eq!(users.list_service_accounts().await.unwrap()[0].disabled_at, Some(3_000));
+}

@@ -301,3 +301,9 @@ async fn sqlite_meets_the_api_key_store_contract() {
     let (_dir, store) = fresh().await;
     contract::api_key_store_contract(store.as_ref(), store.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_meets_the_service_account_contract() {
+    let (_dir, store) = fresh().await;
+    contract::service_account_contract(store.as_ref(), store.as_ref()).await;
+}
