@@ -215,6 +215,7 @@ async fn connections_over_the_cap_are_refused_with_a_503_and_service_resumes_whe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normal_requests_are_answered_under_an_idle_and_slow_flood() {
+    let _heavy = crate::helpers::heavy_test().await;
     const IDLE: usize = 200;
     const SLOW: usize = 100;
     let limits = ConnectionLimits {
@@ -229,7 +230,8 @@ async fn normal_requests_are_answered_under_an_idle_and_slow_flood() {
     for _ in 0..IDLE {
         flood.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
-            read_until_closed(&mut stream, Duration::from_secs(10)).await.1
+            // Closed after ~1 s; the bound only tells "closed by the server" from "never".
+            read_until_closed(&mut stream, Duration::from_secs(30)).await.1
         }));
     }
     for _ in 0..SLOW {
@@ -248,7 +250,7 @@ async fn normal_requests_are_answered_under_an_idle_and_slow_flood() {
                 }
             });
             let mut buffer = [0u8; 256];
-            let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let closed = tokio::time::timeout(Duration::from_secs(30), async {
                 while let Ok(n) = reader.read(&mut buffer).await {
                     if n == 0 {
                         break;
@@ -257,7 +259,7 @@ async fn normal_requests_are_answered_under_an_idle_and_slow_flood() {
             })
             .await;
             drip.abort();
-            assert!(closed.is_ok(), "a slowloris is still connected after 10 s");
+            assert!(closed.is_ok(), "a slowloris is still connected after 30 s");
             started.elapsed()
         }));
     }

@@ -194,6 +194,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_restarted_under_load_fails_fast_and_recovers() {
+    let _heavy = crate::helpers::heavy_test().await;
     let Some(mut postgres) = tokio::task::spawn_blocking(ThrowawayPostgres::start).await.unwrap() else {
         return;
     };
@@ -315,6 +316,7 @@ async fn postgres_stopped_and_restarted_under_load_fails_fast_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_restarted_under_load_degrades_and_recovers() {
+    let _heavy = crate::helpers::heavy_test().await;
     let Some(mut redis) = tokio::task::spawn_blocking(ThrowawayRedis::start).await.unwrap() else {
         return;
     };
@@ -410,6 +412,7 @@ fn start_binary(dir: &std::path::Path) -> (Child, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_chained_refresh_load_loses_nothing_acknowledged() {
+    let _heavy = crate::helpers::heavy_test().await;
     const WORKERS: usize = 6;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, address) = start_binary(dir.path());

@@ -88,6 +88,14 @@ fn init_logs(config: &Config) {
     }
 }
 
+/// Serialises the tests that load the machine on purpose (the fault suite's load generators, the
+/// connection flood): on a 2-core CI machine two of them at once starve each other's timers and
+/// turn time bounds into flakes. Hold the guard for the whole test.
+pub async fn heavy_test() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// A unique suffix for names within one test binary run.
 pub fn unique() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(1);
