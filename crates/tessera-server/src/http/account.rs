@@ -14,7 +14,7 @@ use super::AppState;
 use super::auth::{AuthUser, presented_csrf};
 use super::cookies::{self, CookieNames};
 use super::error::{AppError, AppResult, ErrorCode, FieldError};
-use super::extract::{ApiJson, ClientIp, JsonOrForm, UserAgent, parse_json};
+use super::extract::{ApiJson, ClientIp, JsonOrForm, UserAgent, parse_json, required};
 use super::i18n::{Lang, message};
 use super::limits;
 use crate::app::accounts::Registration;
@@ -53,16 +53,6 @@ struct RegisterResponse {
     user_id: i64,
     email: String,
     username: String,
-}
-
-fn required(value: Option<String>, field: &'static str, errors: &mut Vec<FieldError>) -> String {
-    match value {
-        Some(value) => value,
-        None => {
-            errors.push(FieldError::new(field, "missing", "field required"));
-            String::new()
-        }
-    }
 }
 
 /// Creates an account.

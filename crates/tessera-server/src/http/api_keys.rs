@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::AuthUser;
-use super::error::{AppError, AppResult, FieldError};
-use super::extract::{ApiJson, ClientIp};
+use super::error::{AppError, AppResult};
+use super::extract::{ApiJson, ClientIp, required};
 use super::rfc3339;
 use crate::app::api_keys::{CreatedKey, NewKeyRequest};
 use tessera_core::store::ApiKey;
@@ -155,15 +155,11 @@ pub(super) async fn create_key(
     ApiJson(request): ApiJson<CreateKeyRequest>,
 ) -> AppResult<Response> {
     let mut missing = Vec::new();
-    if request.name.is_none() {
-        missing.push(FieldError::new("name", "missing", "field required"));
-    }
-    if request.scopes.is_none() {
-        missing.push(FieldError::new("scopes", "missing", "field required"));
-    }
-    let (Some(name), Some(scopes)) = (request.name, request.scopes) else {
+    let name = required(request.name, "name", &mut missing);
+    let scopes = required(request.scopes, "scopes", &mut missing);
+    if !missing.is_empty() {
         return Err(AppError::Validation(missing));
-    };
+    }
     let request = NewKeyRequest {
         name,
         scopes,

@@ -47,6 +47,15 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, App
     })
 }
 
+/// A required body field: its value, or a `missing` field problem recorded in `errors` (and a
+/// default that is never used, since the caller refuses the request when `errors` is not empty).
+pub fn required<T: Default>(value: Option<T>, field: &'static str, errors: &mut Vec<FieldError>) -> T {
+    value.unwrap_or_else(|| {
+        errors.push(FieldError::new(field, "missing", "field required"));
+        T::default()
+    })
+}
+
 /// Parses JSON bytes into `T`: syntax errors are 400 `bad_request`, type and missing-field
 /// errors 422 `validation_error` naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
