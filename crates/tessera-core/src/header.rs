@@ -21,9 +21,12 @@ use crate::b64;
 pub const TYP_ACCESS: &str = "at+jwt";
 /// The `typ` header of refresh tokens.
 pub const TYP_REFRESH: &str = "refresh+jwt";
+/// The `typ` header of the identity assertions the gateway hands to upstreams (explicit typing,
+/// RFC 8725 section 3.11: an assertion is never mistaken for an access token).
+pub const TYP_ASSERTION: &str = "tessera-assertion+jwt";
 /// Every `typ` Tessera writes. A key precomputes its header segment for each of them, so a
 /// header it wrote itself is recognised byte for byte instead of being decoded and parsed.
-pub const KNOWN_TYPS: [&str; 2] = [TYP_ACCESS, TYP_REFRESH];
+pub const KNOWN_TYPS: [&str; 3] = [TYP_ACCESS, TYP_REFRESH, TYP_ASSERTION];
 
 /// The protected header of a token that passed the header rules.
 #[derive(Debug, Clone, PartialEq, Eq)]

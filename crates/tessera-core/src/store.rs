@@ -311,6 +311,9 @@ pub enum KeyPurpose {
     Refresh,
     /// Derives CSRF tokens.
     Csrf,
+    /// Signs identity assertions for upstreams (the gateway's `X-Tessera-Assertion`): always
+    /// asymmetric, so anyone can verify them with the JWK set.
+    Identity,
 }
 
 impl KeyPurpose {
@@ -320,14 +323,20 @@ impl KeyPurpose {
             KeyPurpose::Access => "access",
             KeyPurpose::Refresh => "refresh",
             KeyPurpose::Csrf => "csrf",
+            KeyPurpose::Identity => "identity",
         }
     }
 
     /// Parses a stored name.
     pub fn from_name(name: &str) -> Option<KeyPurpose> {
-        [KeyPurpose::Access, KeyPurpose::Refresh, KeyPurpose::Csrf]
-            .into_iter()
-            .find(|p| p.as_str() == name)
+        [
+            KeyPurpose::Access,
+            KeyPurpose::Refresh,
+            KeyPurpose::Csrf,
+            KeyPurpose::Identity,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
     }
 }
 

@@ -205,15 +205,15 @@ pub enum RolesAction {
 /// up within KEY_RELOAD_SECONDS, without restart.
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
-    /// List access and refresh keys with their state now (published, signing, verify_only,
+    /// List access, refresh and identity keys with their state now (published, signing, verify_only,
     /// retired) and their timetable.
     #[command(after_help = FOOTER)]
     List,
     /// Add a new key: published (JWK set, verification) at once, signing after KEY_PUBLISH_DELAY.
     #[command(after_help = FOOTER)]
     Rotate {
-        /// Which key ring: access or refresh.
-        #[arg(long, default_value = "access", value_parser = ["access", "refresh"])]
+        /// Which key ring: access, refresh or identity (the gateway's assertions).
+        #[arg(long, default_value = "access", value_parser = ["access", "refresh", "identity"])]
         purpose: String,
     },
     /// Delete all but the newest N keys of each ring. Never the signing key; without --force,
@@ -333,10 +333,10 @@ async fn run_keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
             }
         }
         KeysAction::Rotate { purpose } => {
-            let purpose = if purpose == "refresh" {
-                KeyPurpose::Refresh
-            } else {
-                KeyPurpose::Access
+            let purpose = match purpose.as_str() {
+                "refresh" => KeyPurpose::Refresh,
+                "identity" => KeyPurpose::Identity,
+                _ => KeyPurpose::Access,
             };
             let kid = crate::keys::rotate(store.as_ref(), config, purpose, now).await?;
             println!(

@@ -27,6 +27,9 @@ use tessera_core::store::{InsertCondition, KeyPurpose, KeyStore, StoredKey};
 
 use crate::config::Config;
 
+/// The longest an identity assertion lives (the gateway's `X-Tessera-Assertion`), in seconds.
+pub const ASSERTION_TTL_SECS: i64 = 60;
+
 /// The key rings and the CSRF key. The rings sit behind `ArcSwap` so that a reload replaces a
 /// whole ring at once while requests keep verifying against the one they loaded.
 pub struct Keys {
@@ -34,6 +37,9 @@ pub struct Keys {
     pub access: ArcSwap<KeyRing>,
     /// Signs and verifies refresh tokens.
     pub refresh: ArcSwap<KeyRing>,
+    /// Signs identity assertions (the gateway's `X-Tessera-Assertion`): always managed and
+    /// asymmetric, published in the JWK set beside the access keys.
+    pub identity: ArcSwap<KeyRing>,
     /// Derives CSRF tokens.
     pub csrf: CsrfKey,
     /// Where the keys came from, for the startup line.
@@ -52,6 +58,7 @@ struct Managed {
     master: Option<MasterKey>,
     access_alg: Algorithm,
     refresh_alg: Algorithm,
+    identity_alg: Algorithm,
     /// Which purposes are managed (a configured secret is never replaced by a stored key).
     purposes: Vec<KeyPurpose>,
 }
@@ -257,6 +264,22 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>, now: i64) -> anyhow
             ring_from_stored(&stored, master.as_ref(), now)?
         }
     };
+    // Identity keys are always managed: a configured HMAC secret cannot sign what others verify.
+    purposes.push(KeyPurpose::Identity);
+    let identity = {
+        let stored = ensure_keys(
+            store.as_ref(),
+            KeyPurpose::Identity,
+            config.identity_algorithm,
+            now,
+            master.as_ref(),
+            &mut generated,
+        )
+        .await?;
+        let ring = ring_from_stored(&stored, master.as_ref(), now)?;
+        check_algorithm(&ring, KeyPurpose::Identity, config.identity_algorithm)?;
+        ring
+    };
     // The CSRF key and the token-cache MAC key come from one root secret, separated by label.
     let root = match &config.secret_key {
         Some(secret) => zeroize::Zeroizing::new(secret.expose().to_vec()),
@@ -295,16 +318,18 @@ pub async fn load(config: &Config, store: Arc<dyn KeyStore>, now: i64) -> anyhow
     } else {
         "managed key ring"
     };
-    let managed = (!purposes.is_empty()).then(|| Managed {
+    let managed = Some(Managed {
         store,
         master,
         access_alg: config.algorithm,
         refresh_alg,
+        identity_alg: config.identity_algorithm,
         purposes,
     });
     Ok(Keys {
         access: ArcSwap::from_pointee(access),
         refresh: ArcSwap::from_pointee(refresh),
+        identity: ArcSwap::from_pointee(identity),
         csrf,
         source,
         cache_mac_key,
@@ -328,6 +353,7 @@ impl Keys {
             let target = match purpose {
                 KeyPurpose::Access => &self.access,
                 KeyPurpose::Refresh => &self.refresh,
+                KeyPurpose::Identity => &self.identity,
                 KeyPurpose::Csrf => continue,
             };
             let stored = managed.store.list(*purpose).await?;
@@ -348,6 +374,7 @@ impl Keys {
             let alg = match purpose {
                 KeyPurpose::Access => managed.access_alg,
                 KeyPurpose::Refresh => managed.refresh_alg,
+                KeyPurpose::Identity => managed.identity_alg,
                 KeyPurpose::Csrf => continue,
             };
             let newest = managed
@@ -405,7 +432,7 @@ pub struct KeyInfo {
 pub async fn list(store: &dyn KeyStore, config: &Config, now: i64) -> anyhow::Result<Vec<KeyInfo>> {
     let master = master_key(config)?;
     let mut infos = Vec::new();
-    for purpose in [KeyPurpose::Access, KeyPurpose::Refresh] {
+    for purpose in [KeyPurpose::Access, KeyPurpose::Refresh, KeyPurpose::Identity] {
         let stored = store.list(purpose).await?;
         let ring = ring_from_stored(&stored, master.as_ref(), now)?;
         for key in &stored {
@@ -440,6 +467,7 @@ pub async fn rotate(store: &dyn KeyStore, config: &Config, purpose: KeyPurpose, 
         }
         KeyPurpose::Access => config.algorithm,
         KeyPurpose::Refresh => refresh_algorithm(config),
+        KeyPurpose::Identity => config.identity_algorithm,
         KeyPurpose::Csrf => bail!("CSRF keys are not rotated by this command"),
     };
     let master = master_key(config)?;
@@ -465,6 +493,7 @@ pub async fn prune(
     for (purpose, lifetime) in [
         (KeyPurpose::Access, config.access_ttl_secs),
         (KeyPurpose::Refresh, config.refresh_ttl_secs),
+        (KeyPurpose::Identity, ASSERTION_TTL_SECS),
     ] {
         let stored = store.list(purpose).await?;
         let mut ring = ring_from_stored(&stored, master.as_ref(), now)?;

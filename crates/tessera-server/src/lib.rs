@@ -242,6 +242,7 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         key_store: stores.keys,
         api_keys: stores.api_keys,
         key_usage: app::api_keys::UsageBuffer::default(),
+        profiles: app::identity::ProfileCache::default(),
         denylist,
         limits,
         redis,

@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod authenticate;
 pub mod error;
+pub mod identity;
 pub mod introspect;
 pub mod limits;
 pub mod login;
@@ -64,6 +65,8 @@ pub struct App {
     pub api_keys: Arc<dyn ApiKeyStore>,
     /// Last uses of API keys not yet written (flushed in batches).
     pub key_usage: api_keys::UsageBuffer,
+    /// Profiles (email, account kind) for the identity the gateway hands on.
+    pub profiles: identity::ProfileCache,
     /// Revoked tokens and sessions, kept in step across instances.
     pub denylist: Arc<Revocations>,
     /// Rate limiters.

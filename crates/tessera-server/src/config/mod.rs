@@ -280,6 +280,8 @@ pub struct Config {
     pub previous_refresh_secret_keys: Vec<Secret>,
     /// Access-token algorithm (ALGORITHM).
     pub algorithm: Algorithm,
+    /// Identity-assertion algorithm (IDENTITY_ALGORITHM): always asymmetric.
+    pub identity_algorithm: Algorithm,
     /// HMAC secret for access tokens (SECRET_KEY or SECRET_KEY_FILE); `None` = managed keys.
     pub secret_key: Option<Secret>,
     /// HMAC secret for refresh tokens (REFRESH_SECRET_KEY or REFRESH_SECRET_KEY_FILE).
@@ -572,6 +574,19 @@ impl Config {
             .parse()
             .map_err(|e: tessera_core::jws::UnknownAlgorithm| invalid(vars::ALGORITHM.name, e.to_string()))?;
 
+        let identity_algorithm: Algorithm =
+            r.value(&vars::IDENTITY_ALGORITHM).unwrap_or_default().parse().map_err(
+                |e: tessera_core::jws::UnknownAlgorithm| invalid(vars::IDENTITY_ALGORITHM.name, e.to_string()),
+            )?;
+        if identity_algorithm.is_symmetric() {
+            return Err(invalid(
+                vars::IDENTITY_ALGORITHM.name,
+                format!(
+                    "{identity_algorithm} is an HMAC algorithm; assertions must be verifiable by anyone with the JWK set: use ES256, EdDSA or RS256"
+                ),
+            ));
+        }
+
         let secret_key = r.secret(&vars::SECRET_KEY)?;
         let refresh_secret_key = r.secret(&vars::REFRESH_SECRET_KEY)?;
         if let Some(secret) = &secret_key {
@@ -710,6 +725,7 @@ impl Config {
             data_dir,
             database,
             algorithm,
+            identity_algorithm,
             secret_key,
             refresh_secret_key,
             access_ttl_secs,
@@ -1024,6 +1040,25 @@ mod tests {
         .unwrap();
         let printed = format!("{config:?} {:?}", config.redacted_summary());
         assert!(!printed.contains("hunter2") && !printed.contains(":pw@"), "{printed}");
+    }
+
+    #[test]
+    fn identity_algorithm_is_asymmetric() {
+        assert_eq!(
+            Config::from_vars(&vars(&[])).unwrap().identity_algorithm,
+            Algorithm::ES256
+        );
+        for ok in ["EdDSA", "RS256", "ES256"] {
+            let config = Config::from_vars(&vars(&[("IDENTITY_ALGORITHM", ok)])).unwrap();
+            assert_eq!(config.identity_algorithm.to_string(), ok);
+        }
+        for bad in ["HS256", "none", "es256"] {
+            assert_eq!(
+                error_for(&[("IDENTITY_ALGORITHM", bad)]).var,
+                "IDENTITY_ALGORITHM",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -323,6 +323,14 @@ declare! {
         show: |c| c.algorithm.to_string(),
         help: "`HS256`, `HS384`, `HS512`, `EdDSA`, `ES256`, `RS256` (asymmetric keys are managed by Tessera)",
     }
+    /// Algorithm of the identity keys (signed assertions for upstreams).
+    IDENTITY_ALGORITHM {
+        group: Group::Tokens,
+        default: DefaultValue::Literal("ES256"),
+        rule: Rule::Text,
+        show: |c| c.identity_algorithm.to_string(),
+        help: "`ES256`, `EdDSA` or `RS256`: signs the gateway's `X-Tessera-Assertion` (published in the JWK set, rotated like the access keys; always managed by Tessera)",
+    }
     /// Access-token lifetime in minutes.
     ACCESS_TOKEN_EXPIRE_MINUTES {
         group: Group::Tokens,

@@ -87,26 +87,8 @@ impl FromRequestParts<AppState> for AuthUser {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|e| match e {});
-        let (token, via_cookie) = match bearer_token(&parts.headers) {
-            Some(token) => (token.to_owned(), false),
-            None => match cookies::read(&parts.headers, cookies::CookieNames::for_config(&state.config).access) {
-                Some(token) => (token, true),
-                None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
-            },
-        };
-        // `Bearer tsk_...` is an API key (G3); anything else an access token.
-        let (claims, scopes, api_key) = if !via_cookie && tessera_core::apikey::is_api_key(&token) {
-            let caller = state.authenticate_api_key(&token, &ip).await?;
-            (caller.claims, caller.scopes, caller.api_key)
-        } else {
-            let claims = state.authenticate(&token, &ip).await?;
-            let scopes = ScopeSet::from_claim(claims.scope.as_deref());
-            (claims, scopes, None)
-        };
-        let api_key_id = api_key.as_ref().map(|key| key.id.clone());
-        if via_cookie && is_unsafe(&parts.method) {
-            state.check_csrf(&claims.sid, presented_csrf(&parts.headers), &ip)?;
-        }
+        let user = authenticate_request(state, &parts.headers, &parts.method, &ip).await?;
+        let AuthUser { claims, scopes, .. } = &user;
         let path = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
         let needed = super::scopes::required(&parts.method, path);
         if !scopes.allows(needed) {
@@ -120,12 +102,47 @@ impl FromRequestParts<AppState> for AuthUser {
             );
             return Err(AppError::InsufficientScope(needed));
         }
-        Ok(AuthUser {
-            claims,
-            via_cookie,
-            scopes,
-            api_key_id,
-            api_key,
-        })
+        Ok(user)
     }
+}
+
+/// Authenticates a request's credential: `Authorization: Bearer` (an access token, or an API
+/// key `tsk_...`) or, failing that, the access cookie, which for an unsafe `method` must come
+/// with the session's CSRF token. No scope is checked here: the route extractor checks the
+/// route's scope ([`super::scopes::ROUTE_SCOPES`]), the gateway and forward auth their own
+/// rules (`AuthUser::scopes`). `method` is the method to judge CSRF by: the request's own, or
+/// the original request's at forward auth.
+pub async fn authenticate_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    ip: &str,
+) -> Result<AuthUser, AppError> {
+    let (token, via_cookie) = match bearer_token(headers) {
+        Some(token) => (token.to_owned(), false),
+        None => match cookies::read(headers, cookies::CookieNames::for_config(&state.config).access) {
+            Some(token) => (token, true),
+            None => return Err(AppError::Code(ErrorCode::NotAuthenticated)),
+        },
+    };
+    // `Bearer tsk_...` is an API key (G3); anything else an access token.
+    let (claims, scopes, api_key) = if !via_cookie && tessera_core::apikey::is_api_key(&token) {
+        let caller = state.authenticate_api_key(&token, ip).await?;
+        (caller.claims, caller.scopes, caller.api_key)
+    } else {
+        let claims = state.authenticate(&token, ip).await?;
+        let scopes = ScopeSet::from_claim(claims.scope.as_deref());
+        (claims, scopes, None)
+    };
+    let api_key_id = api_key.as_ref().map(|key| key.id.clone());
+    if via_cookie && is_unsafe(method) {
+        state.check_csrf(&claims.sid, presented_csrf(headers), ip)?;
+    }
+    Ok(AuthUser {
+        claims,
+        via_cookie,
+        scopes,
+        api_key_id,
+        api_key,
+    })
 }

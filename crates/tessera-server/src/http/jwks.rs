@@ -24,7 +24,8 @@ pub fn router() -> Router<AppState> {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Documentation only: the set is `tessera_core::keys::JwkSet`.
 struct JwkSet {
-    /// The public keys that verify access tokens: signing, pre-published and still verifying.
+    /// The public keys that verify access tokens and identity assertions: signing,
+    /// pre-published and still verifying.
     keys: Vec<Jwk>,
 }
 
@@ -73,7 +74,10 @@ struct Jwk {
     ),
 )]
 pub(super) async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let set = state.keys.access.load().jwks();
+    // Access keys and identity keys (the gateway's assertions): both verify with this set;
+    // tokens of each carry their own `typ`, so one is never taken for the other.
+    let mut set = state.keys.access.load().jwks();
+    set.keys.extend(state.keys.identity.load().jwks().keys);
     let body = serde_json::to_vec(&set).unwrap_or_default();
     let digest = Sha256::digest(&body);
     let etag = format!(

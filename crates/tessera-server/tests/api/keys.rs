@@ -65,11 +65,22 @@ async fn get_jwks(app: &TestApp) -> Response {
     app.get("/.well-known/jwks.json").send().await.expect("GET jwks")
 }
 
-/// The JWK set of `app`, asserting a 200.
-async fn jwks(app: &TestApp) -> Value {
+/// The whole JWK set of `app` (access and identity keys), asserting a 200.
+async fn published_jwks(app: &TestApp) -> Value {
     let response = get_jwks(app).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.expect("the JWK set is JSON")
+}
+
+/// The access keys of `app`'s JWK set: the set without the identity ring's keys (the
+/// gateway's assertions; `pyjwt_verifies_identity_assertions_through_the_jwk_set`).
+async fn jwks(app: &TestApp) -> Value {
+    let mut set = published_jwks(app).await;
+    let identity = app.state.keys.identity.load();
+    if let Some(keys) = set["keys"].as_array_mut() {
+        keys.retain(|key| key["kid"].as_str().is_none_or(|kid| identity.find(kid).is_none()));
+    }
+    set
 }
 
 /// The kids a JWK set lists, in its order.
@@ -611,7 +622,11 @@ fn assert_cache_headers(headers: &HeaderMap, config: &Config) -> String {
 #[tokio::test]
 async fn the_jwk_set_is_rfc_7517_with_cache_headers_and_etag() {
     for algorithm in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
-        let app = spawn_app_with(|config| config.algorithm = algorithm).await;
+        let app = spawn_app_with(|config| {
+            config.algorithm = algorithm;
+            config.identity_algorithm = algorithm;
+        })
+        .await;
         let (_, login) = app.new_session().await;
 
         let response = get_jwks(&app).await;
@@ -621,8 +636,9 @@ async fn the_jwk_set_is_rfc_7517_with_cache_headers_and_etag() {
         let etag = assert_cache_headers(&headers, &app.config);
         let set: Value = response.json().await.unwrap();
         assert_valid_jwk_set(&set, algorithm);
-        // The token's key is the one listed.
-        assert_eq!(jwks_kids(&set), [kid_of(&login.access)], "{algorithm}");
+        // The token's key is listed, and the identity key (the gateway's assertions).
+        let identity_kid = app.state.keys.identity.load().signing_key().unwrap().kid().to_string();
+        assert_eq!(jwks_kids(&set), [kid_of(&login.access), identity_kid], "{algorithm}");
         assert_eq!(jose_header(&login.access)["alg"], algorithm.as_str());
 
         // Revalidation: the same ETag gives 304 with no body and the same validators; a stale
@@ -649,7 +665,7 @@ async fn the_jwk_set_is_rfc_7517_with_cache_headers_and_etag() {
 }
 
 #[tokio::test]
-async fn hmac_deployments_serve_an_empty_jwk_set() {
+async fn hmac_deployments_publish_only_the_identity_keys() {
     let managed = spawn_app_with(|_| {}).await;
     let configured = spawn_app_with(|config| {
         config.secret_key = Some(Secret::new(vec![b'a'; 32]));
@@ -662,7 +678,17 @@ async fn hmac_deployments_serve_an_empty_jwk_set() {
         let response = get_jwks(app).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_cache_headers(response.headers(), &app.config);
-        assert_eq!(response.json::<Value>().await.unwrap(), json!({ "keys": [] }));
+        // No HMAC secret ever: only the identity ring's public keys (the gateway's
+        // assertions), which never verify an access token.
+        let set = response.json::<Value>().await.unwrap();
+        let keys = set["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{set}");
+        assert_eq!(keys[0]["alg"], "ES256", "{set}");
+        assert_eq!(keys[0]["kty"], "EC", "{set}");
+        assert!(keys[0].get("k").is_none() && keys[0].get("d").is_none(), "{set}");
+        let identity_kid = app.state.keys.identity.load().signing_key().unwrap().kid().to_string();
+        assert_eq!(keys[0]["kid"], identity_kid.as_str());
+        assert!(app.state.keys.access.load().find(&identity_kid).is_none());
     }
 }
 
@@ -719,6 +745,28 @@ fn python() -> Option<PathBuf> {
 
 /// Runs the verification script on `token` and `jwks`; returns (exit code, stdout, stderr).
 async fn python_verify(python: &Path, dir: &Path, token: &str, jwks: &Value, config: &Config) -> (i32, String, String) {
+    python_verify_as(
+        python,
+        dir,
+        token,
+        jwks,
+        config.algorithm.as_str(),
+        &config.audience,
+        &config.issuer,
+    )
+    .await
+}
+
+/// [`python_verify`] with the algorithm, audience and issuer given.
+async fn python_verify_as(
+    python: &Path,
+    dir: &Path,
+    token: &str,
+    jwks: &Value,
+    alg: &str,
+    audience: &str,
+    issuer: &str,
+) -> (i32, String, String) {
     let script = dir.join("verify.py");
     let token_file = dir.join("token.txt");
     let jwks_file = dir.join("jwks.json");
@@ -730,9 +778,9 @@ async fn python_verify(python: &Path, dir: &Path, token: &str, jwks: &Value, con
         .arg(&script)
         .arg(&token_file)
         .arg(&jwks_file)
-        .arg(config.algorithm.as_str())
-        .arg(&config.audience)
-        .arg(&config.issuer);
+        .arg(alg)
+        .arg(audience)
+        .arg(issuer);
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
@@ -778,6 +826,81 @@ async fn pyjwt_verifies_eddsa_es256_and_rs256_tokens_through_the_jwk_set() {
         assert!(stderr.contains("InvalidSignatureError"), "{algorithm}: {stderr}");
         assert_token_rejected(app.profile(&forged).await, "invalid_token").await;
     }
+}
+
+/// The gateway's identity assertion (G1, G2) verifies in PyJWT through the JWK set, for the
+/// upstream it names only, on an HMAC deployment (the default) as on an asymmetric one.
+#[tokio::test]
+async fn pyjwt_verifies_identity_assertions_through_the_jwk_set() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (access, identity) in [
+        (Algorithm::HS256, Algorithm::ES256),
+        (Algorithm::EdDSA, Algorithm::RS256),
+    ] {
+        let app = spawn_app_with(|config| {
+            config.algorithm = access;
+            config.identity_algorithm = identity;
+        })
+        .await;
+        let (user, login) = app.new_session().await;
+        let claims = app.state.verify_access(&login.access, unix_now()).await.unwrap();
+        let caller = tessera_server::app::api_keys::Authenticated {
+            scopes: tessera_core::ScopeSet::from_claim(claims.scope.as_deref()),
+            claims,
+            api_key_id: None,
+            api_key: None,
+        };
+        let who = app.state.identity(&caller).await.unwrap();
+        assert_eq!(who.email, user.email);
+        let assertion = app.state.assertion(&who, "agent").unwrap();
+        let header: Value =
+            serde_json::from_slice(&tessera_core::b64::decode(assertion.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(header["typ"], "tessera-assertion+jwt", "{access}/{identity}");
+        let set = published_jwks(&app).await;
+
+        let (code, stdout, stderr) = python_verify_as(
+            &python,
+            dir.path(),
+            &assertion,
+            &set,
+            identity.as_str(),
+            "agent",
+            &app.config.issuer,
+        )
+        .await;
+        assert_eq!(code, 0, "{access}/{identity}: PyJWT refused the assertion: {stderr}");
+        let verified: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(verified["sub"], user.id.to_string());
+        assert_eq!(verified["preferred_username"], user.username.as_str());
+        assert_eq!(verified["email"], user.email.as_str());
+        assert_eq!(verified["sid"], login_sid(&login.access).as_str());
+        let lifetime = verified["exp"].as_i64().unwrap() - verified["iat"].as_i64().unwrap();
+        assert!(lifetime > 0 && lifetime <= 60, "{lifetime}");
+
+        // Bound to its upstream: another audience refuses it.
+        let (code, _, stderr) = python_verify_as(
+            &python,
+            dir.path(),
+            &assertion,
+            &set,
+            identity.as_str(),
+            "tools",
+            &app.config.issuer,
+        )
+        .await;
+        assert_ne!(code, 0);
+        assert!(stderr.contains("InvalidAudienceError"), "{stderr}");
+        // Never an access token at Tessera.
+        assert_token_rejected(app.profile(&assertion).await, "invalid_token").await;
+    }
+}
+
+/// The `sid` claim of a token (unverified: the test issued it).
+fn login_sid(token: &str) -> String {
+    let payload: Value =
+        serde_json::from_slice(&tessera_core::b64::decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    payload["sid"].as_str().unwrap().to_owned()
 }
 
 // --- configured secrets -------------------------------------------------------------------
@@ -842,7 +965,7 @@ async fn master_key_seals_stored_keys_and_a_wrong_one_stops_the_start() {
     let (user, login) = app.new_session().await;
     let rows = stored_private_keys(&app.config.database).await;
     let purposes: Vec<&str> = rows.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(purposes, ["access", "csrf", "refresh"]);
+    assert_eq!(purposes, ["access", "csrf", "identity", "refresh"]);
     for (purpose, private_key) in &rows {
         assert!(
             private_key.starts_with(SEALED_MAGIC),
