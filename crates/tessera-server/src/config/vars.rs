@@ -37,6 +37,8 @@ pub enum Group {
     Hashing,
     /// Logs.
     Logging,
+    /// The gateway: the built-in reverse proxy (G1) and forward auth (G2).
+    Gateway,
 }
 
 impl Group {
@@ -52,6 +54,7 @@ impl Group {
             Group::Limits => "Rate limits",
             Group::Hashing => "Password hashing",
             Group::Logging => "Logging",
+            Group::Gateway => "Gateway",
         }
     }
 }

@@ -56,15 +56,19 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// 500.
     InternalServerError,
+    /// 502: the gateway's upstream refused the connection or broke the exchange (G1).
+    BadGateway,
     /// 503: a dependency is down or the server sheds load.
     ServiceUnavailable,
     /// 503: the database answers but cannot store data (disk full, read-only, I/O error).
     StorageUnavailable,
+    /// 504: the gateway's upstream did not answer in time (G1).
+    GatewayTimeout,
 }
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -83,8 +87,10 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
         ErrorCode::InternalServerError,
+        ErrorCode::BadGateway,
         ErrorCode::ServiceUnavailable,
         ErrorCode::StorageUnavailable,
+        ErrorCode::GatewayTimeout,
     ];
 
     /// The HTTP status.
@@ -105,7 +111,9 @@ impl ErrorCode {
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorCode::ServiceUnavailable | ErrorCode::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -130,8 +138,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::InternalServerError => "internal_server_error",
+            ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::GatewayTimeout => "gateway_timeout",
         }
     }
 
@@ -147,7 +157,9 @@ impl ErrorCode {
             415 => ErrorCode::UnsupportedMediaType,
             422 => ErrorCode::ValidationError,
             429 => ErrorCode::RateLimited,
+            502 => ErrorCode::BadGateway,
             503 => ErrorCode::ServiceUnavailable,
+            504 => ErrorCode::GatewayTimeout,
             400..=499 => ErrorCode::BadRequest,
             _ => ErrorCode::InternalServerError,
         }

@@ -104,6 +104,11 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "Service temporarily unavailable, please retry",
             "服务暂时不可用，请稍后重试",
         ),
+        "bad_gateway" => (
+            "The upstream service could not be reached, please retry",
+            "无法连接上游服务，请稍后重试",
+        ),
+        "gateway_timeout" => ("The upstream service did not answer in time", "上游服务响应超时"),
         "storage_unavailable" => (
             "The server cannot store data right now, please retry later",
             "服务器暂时无法存储数据，请稍后重试",
