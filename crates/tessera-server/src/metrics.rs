@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 /// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
-pub const RATE_LIMITED_ROUTES: [&str; 5] = ["login", "login_account", "register", "api", "quota"];
+pub const RATE_LIMITED_ROUTES: [&str; 6] = ["login", "login_account", "register", "api", "quota", "gateway"];
 
 /// Every metric Tessera exports.
 pub struct Metrics {
@@ -56,6 +56,15 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `http_request_duration_seconds{method,route,status}`.
     pub http_duration: HistogramVec,
+    /// `tessera_gateway_requests_total{upstream,status}`: requests the gateway answered (G1);
+    /// `status` is the status class (`2xx`, ..., from the upstream or the gateway's refusal).
+    pub gateway_requests: IntCounterVec,
+    /// `tessera_gateway_upstream_errors_total{upstream,kind="connect|timeout|broken|body_too_large"}`.
+    pub gateway_errors: IntCounterVec,
+    /// `tessera_gateway_upstream_seconds{upstream}`: time to the upstream's response headers.
+    pub gateway_duration: HistogramVec,
+    /// `tessera_gateway_open_streams{upstream}`: proxied responses still streaming.
+    pub gateway_open_streams: IntGaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> prometheus::Result<T> {
@@ -187,6 +196,47 @@ impl Metrics {
                         "Requests refused because the database could not store data, by kind.",
                     ),
                     &["kind"],
+                )?,
+            )?,
+            gateway_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_gateway_requests_total",
+                        "Requests the gateway answered, by upstream and status class.",
+                    ),
+                    &["upstream", "status"],
+                )?,
+            )?,
+            gateway_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_gateway_upstream_errors_total",
+                        "Upstream failures seen by the gateway, by upstream and kind.",
+                    ),
+                    &["upstream", "kind"],
+                )?,
+            )?,
+            gateway_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "tessera_gateway_upstream_seconds",
+                        "Time from sending a request upstream to its response headers.",
+                    )
+                    .buckets(latency_buckets.clone()),
+                    &["upstream"],
+                )?,
+            )?,
+            gateway_open_streams: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tessera_gateway_open_streams",
+                        "Proxied responses whose body is still streaming, by upstream.",
+                    ),
+                    &["upstream"],
                 )?,
             )?,
             http_requests: register(

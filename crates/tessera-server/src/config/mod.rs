@@ -24,6 +24,7 @@ use tessera_core::password::PasswordParams;
 use zeroize::Zeroizing;
 
 pub mod dotenv;
+pub mod gateway;
 pub mod secrets;
 pub mod strength;
 pub mod vars;
@@ -330,6 +331,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Per-request timeout in seconds (REQUEST_TIMEOUT_SECONDS).
     pub request_timeout_secs: u64,
+    /// The gateway's upstreams (UPSTREAMS).
+    pub upstreams: Vec<gateway::Upstream>,
+    /// GATEWAY_CONNECT_TIMEOUT_SECS.
+    pub gateway_connect_timeout: Duration,
+    /// GATEWAY_RESPONSE_TIMEOUT_SECS.
+    pub gateway_response_timeout: Duration,
+    /// GATEWAY_IDLE_TIMEOUT_SECS.
+    pub gateway_idle_timeout: Duration,
+    /// GATEWAY_MAX_BODY_BYTES.
+    pub gateway_max_body_bytes: u64,
 }
 
 /// A variable map: the environment, with `.env` underneath.
@@ -716,6 +727,17 @@ impl Config {
                 .max(1),
         };
 
+        let gateway_response_timeout = Duration::from_secs(r.int(&vars::GATEWAY_RESPONSE_TIMEOUT_SECS)?);
+        let gateway_max_body_bytes: u64 = r.int(&vars::GATEWAY_MAX_BODY_BYTES)?;
+        let upstreams = gateway::parse_upstreams(
+            r.get(&vars::UPSTREAMS).unwrap_or_default(),
+            gateway::UpstreamDefaults {
+                max_body_bytes: gateway_max_body_bytes,
+                response_timeout: gateway_response_timeout,
+            },
+        )
+        .map_err(|why| invalid(vars::UPSTREAMS.name, why))?;
+
         let config = Config {
             bind,
             metrics_addr,
@@ -762,6 +784,11 @@ impl Config {
             hash_queue: r.int(&vars::HASH_QUEUE_SIZE)?,
             max_body_bytes: r.int(&vars::MAX_BODY_BYTES)?,
             request_timeout_secs: r.int(&vars::REQUEST_TIMEOUT_SECONDS)?,
+            upstreams,
+            gateway_connect_timeout: Duration::from_secs(r.int(&vars::GATEWAY_CONNECT_TIMEOUT_SECS)?),
+            gateway_response_timeout,
+            gateway_idle_timeout: Duration::from_secs(r.int(&vars::GATEWAY_IDLE_TIMEOUT_SECS)?),
+            gateway_max_body_bytes,
         };
         Ok(config)
     }

@@ -610,6 +610,47 @@ declare! {
         show: |c| format!("{:?}", c.log_format).to_lowercase(),
         help: "`json` (one object per line) or `text`",
     }
+
+    /// The built-in reverse proxy's routes (G1).
+    UPSTREAMS {
+        group: Group::Gateway,
+        default: DefaultValue::Unset("no proxying; `POST /agent/chat` is the built-in echo"),
+        rule: Rule::Text,
+        show: |c| c.upstreams.iter().map(|u| format!("{}=http://{}{}", u.prefix, u.authority, u.base_path)).collect::<Vec<_>>().join(","),
+        help: "comma list of `PREFIX=http://host:port/path/` with space-separated options `name=`, `scope=`, `rate=`, `max_body=`, `timeout=` (docs/GATEWAY.md)",
+    }
+    /// Time to open a connection to an upstream.
+    GATEWAY_CONNECT_TIMEOUT_SECS {
+        group: Group::Gateway,
+        default: DefaultValue::Literal("5"),
+        rule: Rule::Int { min: 1, max: 60 },
+        show: |c| c.gateway_connect_timeout.as_secs().to_string(),
+        help: "an upstream that does not accept in time gets the client a 502",
+    }
+    /// Time an upstream has to send its response headers.
+    GATEWAY_RESPONSE_TIMEOUT_SECS {
+        group: Group::Gateway,
+        default: DefaultValue::Literal("60"),
+        rule: Rule::Int { min: 1, max: 3_600 },
+        show: |c| c.gateway_response_timeout.as_secs().to_string(),
+        help: "default of an upstream's `timeout=`: no response headers in time is a 504",
+    }
+    /// Longest silence in a proxied stream.
+    GATEWAY_IDLE_TIMEOUT_SECS {
+        group: Group::Gateway,
+        default: DefaultValue::Literal("300"),
+        rule: Rule::Int { min: 1, max: 86_400 },
+        show: |c| c.gateway_idle_timeout.as_secs().to_string(),
+        help: "a proxied body (either way) that sends nothing for this long is cut",
+    }
+    /// Largest proxied request body.
+    GATEWAY_MAX_BODY_BYTES {
+        group: Group::Gateway,
+        default: DefaultValue::Literal("10485760"),
+        rule: Rule::Int { min: 1_024, max: 1_099_511_627_776 },
+        show: |c| c.gateway_max_body_bytes.to_string(),
+        help: "default of an upstream's `max_body=`; larger bodies get 413",
+    }
 }
 
 /// README's configuration section, generated from [`VARS`]: one table per [`Group`].

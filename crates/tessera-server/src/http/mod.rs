@@ -13,6 +13,7 @@ pub mod cookies;
 mod demo;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 mod health;
 pub mod i18n;
 mod introspect;
@@ -63,12 +64,16 @@ pub fn router(state: AppState) -> Router {
     let cors = (!config.cors_origins.is_empty()).then(|| cors_layer(&config.cors_origins));
     // With METRICS_ADDR set, /metrics lives only on its own listener (see `metrics_router`).
     let metrics = config.metrics_addr.is_none().then(metrics::router);
+    // With an upstream at /agent/, the seed's echo steps aside (the gateway answers first anyway).
+    let echo = (!gateway::Gateway::takes(config, "/agent/chat")).then(|| agent::router(&state));
+    let gateway = gateway::Gateway::new(config)
+        .map(|gateway| middleware::from_fn_with_state((state.clone(), gateway), gateway::route));
     Router::new()
         .merge(metrics.unwrap_or_default())
         .merge(account::router())
         .merge(sessions::router(&state))
         .merge(profile::router(&state))
-        .merge(agent::router(&state))
+        .merge(echo.unwrap_or_default())
         .merge(api_keys::router(&state))
         .merge(introspect::router(&state))
         .merge(health::router())
@@ -103,6 +108,7 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("handler panicked");
             AppError::Code(ErrorCode::InternalServerError).into_response()
         }))
+        .layer(tower::util::option_layer(gateway))
         .layer(tower::util::option_layer(cors))
         .layer(middleware::from_fn(unify_errors))
         .layer(middleware::from_fn(refuse_credentials_in_query))
@@ -203,6 +209,9 @@ async fn refuse_credentials_in_query(req: Request, next: Next) -> Response {
 pub async fn unify_errors(req: Request, next: Next) -> Response {
     let lang = Lang::from_headers(req.headers());
     let response = next.run(req).await;
+    if response.extensions().get::<gateway::Proxied>().is_some() {
+        return response;
+    }
     if let Some(rendered) = response.extensions().get::<RenderedError>().cloned() {
         if lang == Lang::En {
             return response;

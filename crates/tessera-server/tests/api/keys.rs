@@ -66,7 +66,7 @@ async fn get_jwks(app: &TestApp) -> Response {
 }
 
 /// The whole JWK set of `app` (access and identity keys), asserting a 200.
-async fn published_jwks(app: &TestApp) -> Value {
+pub(crate) async fn published_jwks(app: &TestApp) -> Value {
     let response = get_jwks(app).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.expect("the JWK set is JSON")
@@ -731,7 +731,7 @@ print(json.dumps(claims))
 
 /// The Python to verify with (`TESSERA_PYTHON`), or `None` (after a note) to skip; a failure
 /// when `TESSERA_REQUIRE_SERVICES=1`.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     match std::env::var("TESSERA_PYTHON") {
         Ok(path) if !path.trim().is_empty() => Some(PathBuf::from(path.trim())),
         _ => {
@@ -758,7 +758,7 @@ async fn python_verify(python: &Path, dir: &Path, token: &str, jwks: &Value, con
 }
 
 /// [`python_verify`] with the algorithm, audience and issuer given.
-async fn python_verify_as(
+pub(crate) async fn python_verify_as(
     python: &Path,
     dir: &Path,
     token: &str,
