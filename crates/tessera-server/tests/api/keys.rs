@@ -40,7 +40,7 @@ fn now_f64() -> f64 {
         .unwrap_or_default()
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     now_f64() as i64
 }
 

@@ -15,6 +15,7 @@ mod connections;
 mod cookies;
 mod csrf;
 mod demo;
+mod example_upstream;
 mod fault_suite;
 mod faults;
 mod gateway;
