@@ -15,6 +15,9 @@ use prometheus::{
 /// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
 pub const RATE_LIMITED_ROUTES: [&str; 6] = ["login", "login_account", "register", "api", "quota", "gateway"];
 
+/// The `kind` label values of `tessera_gateway_upstream_errors_total`.
+pub const GATEWAY_ERROR_KINDS: [&str; 5] = ["connect", "timeout", "broken", "body_too_large", "idle"];
+
 /// Every metric Tessera exports.
 pub struct Metrics {
     registry: Registry,
@@ -285,6 +288,15 @@ impl Metrics {
             self.storage_errors.with_label_values(&[fault.as_str()]);
         }
         self.backend_up.with_label_values(&["database"]).set(1);
+    }
+
+    /// Creates the series of a gateway upstream at zero (errors by kind, open streams), so
+    /// alerts on it see 0 rather than "no data".
+    pub fn register_upstream(&self, name: &str) {
+        for kind in GATEWAY_ERROR_KINDS {
+            self.gateway_errors.with_label_values(&[name, kind]);
+        }
+        self.gateway_open_streams.with_label_values(&[name]);
     }
 
     /// The registry in the Prometheus text exposition format.

@@ -58,10 +58,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway of `config`, or `None` when UPSTREAMS is empty.
-    pub fn new(config: &Config) -> Option<Arc<Gateway>> {
+    /// The gateway of `state`'s configuration, or `None` when UPSTREAMS is empty.
+    pub fn new(state: &AppState) -> Option<Arc<Gateway>> {
+        let config = &state.config;
         if config.upstreams.is_empty() {
             return None;
+        }
+        for upstream in &config.upstreams {
+            state.metrics.register_upstream(&upstream.name);
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.gateway_connect_timeout));

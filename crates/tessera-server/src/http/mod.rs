@@ -66,7 +66,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = config.metrics_addr.is_none().then(metrics::router);
     // With an upstream at /agent/, the seed's echo steps aside (the gateway answers first anyway).
     let echo = (!gateway::Gateway::takes(config, "/agent/chat")).then(|| agent::router(&state));
-    let gateway = gateway::Gateway::new(config)
+    let gateway = gateway::Gateway::new(&state)
         .map(|gateway| middleware::from_fn_with_state((state.clone(), gateway), gateway::route));
     Router::new()
         .merge(metrics.unwrap_or_default())

@@ -704,6 +704,8 @@ async fn alert_rules_and_dashboard_use_only_exported_metrics_and_pass_promtool()
         ("PASSWORD_HASH_ITERATIONS", "1"),
         ("RATE_LIMIT_LOGIN", "1000/minute"),
         ("RATE_LIMIT_REGISTER", "1000/minute"),
+        // An upstream, so the gateway's series exist (nothing listens there: never called).
+        ("UPSTREAMS", "/agent/=http://127.0.0.1:9/"),
     ]);
     let client = client();
     let response = client
