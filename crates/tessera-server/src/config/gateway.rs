@@ -77,16 +77,49 @@ impl Upstream {
         path.starts_with(&self.prefix) || path == &self.prefix[..self.prefix.len() - 1]
     }
 
-    /// The path and query on the upstream for a request's `path` and `query`.
-    pub fn target_path(&self, path: &str, query: Option<&str>) -> String {
+    /// The path and query on the upstream for a request's `path` and `query`, or `None` when
+    /// the part after the prefix holds a dot segment (`..`, `.`, also percent-encoded or behind
+    /// an encoded slash): it could climb out of the target's path on the upstream
+    /// (`/tools/../admin` -> `/v1/../admin`).
+    pub fn target_path(&self, path: &str, query: Option<&str>) -> Option<String> {
         let rest = path.get(self.prefix.len()..).unwrap_or("");
+        if has_dot_segment(rest) {
+            return None;
+        }
         let mut target = format!("{}{rest}", self.base_path);
         if let Some(query) = query {
             target.push('?');
             target.push_str(query);
         }
-        target
+        Some(target)
     }
+}
+
+/// Whether `path`, percent-decoded, has a `.` or `..` segment (split on `/` and `\\`).
+fn has_dot_segment(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(0));
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    decoded
+        .split(|b| *b == b'/' || *b == b'\\')
+        .any(|segment| segment == b"." || segment == b"..")
 }
 
 /// The defaults an entry's options override.
@@ -308,9 +341,23 @@ mod tests {
         let up = &parse_upstreams("/agent/=http://h:1/v1/", DEFAULTS).unwrap()[0];
         assert!(up.matches("/agent/chat") && up.matches("/agent/") && up.matches("/agent"));
         assert!(!up.matches("/agentx") && !up.matches("/agen") && !up.matches("/x/agent/"));
-        assert_eq!(up.target_path("/agent/chat", Some("a=1")), "/v1/chat?a=1");
-        assert_eq!(up.target_path("/agent", None), "/v1/");
-        assert_eq!(up.target_path("/agent/", None), "/v1/");
+        assert_eq!(up.target_path("/agent/chat", Some("a=1")).unwrap(), "/v1/chat?a=1");
+        assert_eq!(up.target_path("/agent", None).unwrap(), "/v1/");
+        assert_eq!(up.target_path("/agent/", None).unwrap(), "/v1/");
+        assert_eq!(up.target_path("/agent/a.b/..c/%2Fx", None).unwrap(), "/v1/a.b/..c/%2Fx");
+        for climbing in [
+            "/agent/../admin",
+            "/agent/a/../../admin",
+            "/agent/%2e%2e/admin",
+            "/agent/%2E./admin",
+            "/agent/a%2f..%2f..%2fadmin",
+            "/agent/a%5c..%5cadmin",
+            "/agent/..\\admin",
+            "/agent/./x",
+            "/agent/x/..",
+        ] {
+            assert_eq!(up.target_path(climbing, None), None, "{climbing}");
+        }
     }
 
     #[test]

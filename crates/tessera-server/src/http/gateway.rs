@@ -303,13 +303,12 @@ async fn proxy(
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    let uri: Uri = format!(
-        "http://{}{}",
-        upstream.authority,
-        upstream.target_path(parts.uri.path(), parts.uri.query())
-    )
-    .parse()
-    .map_err(|_| AppError::Code(ErrorCode::BadRequest))?;
+    let Some(target) = upstream.target_path(parts.uri.path(), parts.uri.query()) else {
+        return Err(AppError::BadRequest("path_dot_segment"));
+    };
+    let uri: Uri = format!("http://{}{target}", upstream.authority)
+        .parse()
+        .map_err(|_| AppError::Code(ErrorCode::BadRequest))?;
     let mut outgoing = hyper::Request::builder()
         .method(parts.method.clone())
         .uri(uri)

@@ -67,6 +67,10 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "凭据必须放在请求体中，不能放在 URL 中",
         ),
         "invalid_header" => ("A request header is malformed", "请求头格式错误"),
+        "path_dot_segment" => (
+            "The path must not contain '.' or '..' segments",
+            "路径中不能包含 '.' 或 '..' 段",
+        ),
         "not_authenticated" => ("Authentication required", "需要身份验证"),
         "invalid_token" => ("Invalid token", "无效的令牌"),
         "token_expired" => ("Token has expired", "令牌已过期"),

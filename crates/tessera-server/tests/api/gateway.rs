@@ -277,6 +277,24 @@ async fn no_or_bad_credentials_never_reach_the_upstream() {
         (Some("POST"), Some("/chat"))
     );
     assert_eq!(upstream.hits(), 1, "only the authenticated request got through");
+    // A path that climbs out of the target's path never leaves Tessera (hyper sends the
+    // path as written: no client-side normalisation here).
+    let hits = upstream.hits();
+    for climbing in ["/agent/../admin", "/agent/%2e%2e/admin", "/agent/a%2F..%2F..%2Fadmin"] {
+        let mut stream = TcpStream::connect(app.address.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {climbing} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            login.access
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{climbing}: {answer}");
+        assert!(answer.contains("\"bad_request\""), "{answer}");
+    }
+    assert_eq!(upstream.hits(), hits);
     // Tessera's own routes are untouched.
     assert_eq!(app.profile(&login.access).await.status(), StatusCode::OK);
 }
