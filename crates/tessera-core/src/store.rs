@@ -126,6 +126,16 @@ pub trait UserStore: Send + Sync {
     async fn find_by_login(&self, login: &str) -> Result<Option<User>, StoreError>;
     /// Replaces the password hash (rehash on login, password change).
     async fn update_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError>;
+    /// A password change (C1): sets the new hash and revokes every live session of the user
+    /// except `keep` (the session that asked), in one transaction. Returns the ids of the
+    /// sessions it revoked, or `None` (nothing changed) when there is no such enabled account.
+    async fn change_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError>;
     /// Replaces the email address and its normal form. Returns false when there is no such
     /// account; [`StoreError::Conflict`] when another account has the normal form.
     async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError>;

@@ -188,6 +188,18 @@ impl UserStore for Guarded<dyn UserStore> {
         self.breaker.call(self.inner.list_service_accounts()).await
     }
 
+    async fn change_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.breaker
+            .call(self.inner.change_password(id, password_hash, keep, now))
+            .await
+    }
+
     async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError> {
         self.breaker
             .call(self.inner.update_email(id, email, email_normalized))

@@ -435,6 +435,46 @@ where
         self.wrote(done).map(|_| ())
     }
 
+    async fn change_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let changed = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let updated = sqlx::query_scalar::<_, i64>(
+                "UPDATE users SET password_hash = $1 WHERE id = $2 AND disabled_at IS NULL RETURNING id",
+            )
+            .bind(password_hash)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if updated.is_empty() {
+                return Ok(None);
+            }
+            // An absent `keep` matches no id ('' is never a session id).
+            let revoked = sqlx::query_scalar::<_, String>(
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND id <> $3 \
+                 AND revoked_at IS NULL AND expires_at > $1 RETURNING id",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(keep.unwrap_or(""))
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Some(revoked))
+        };
+        let changed = changed.await;
+        if changed.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(changed.map_err(store_error))
+    }
+
     async fn set_disabled(&self, id: i64, disabled_at: Option<i64>) -> Result<bool, StoreError> {
         let changed = sqlx::query_scalar::<_, i64>("UPDATE users SET disabled_at = $1 WHERE id = $2 RETURNING id")
             .bind(disabled_at)

@@ -158,6 +158,11 @@ impl Accounts {
         }
     }
 
+    /// The password policy (a password change applies it too).
+    pub fn policy(&self) -> &PasswordPolicy {
+        &self.policy
+    }
+
     /// The hashing pool (login verifies on it too).
     pub fn hashing(&self) -> &HashPool {
         &self.hashing

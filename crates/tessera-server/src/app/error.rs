@@ -72,6 +72,9 @@ pub enum Error {
     /// A cookie-setting request from another site (login CSRF).
     #[error("cross-site request refused")]
     CrossSite,
+    /// The action needs a person's signed-in session, not an API key (a password change).
+    #[error("session required")]
+    SessionRequired,
     /// Nothing of that id belongs to the caller.
     #[error("not found")]
     NotFound,

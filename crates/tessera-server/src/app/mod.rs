@@ -22,6 +22,7 @@ pub mod login;
 pub mod origin;
 pub mod refresh;
 pub mod sessions;
+pub mod settings;
 
 pub use self::error::Error;
 

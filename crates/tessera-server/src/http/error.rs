@@ -36,6 +36,8 @@ pub enum ErrorCode {
     CsrfFailed,
     /// 403: the credential is valid but its scopes do not grant the route's (G4).
     InsufficientScope,
+    /// 403: the action needs a person's signed-in session, not an API key (C1).
+    SessionRequired,
     /// 404.
     NotFound,
     /// 405.
@@ -68,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -77,6 +79,7 @@ impl ErrorCode {
         ErrorCode::AccountDisabled,
         ErrorCode::CsrfFailed,
         ErrorCode::InsufficientScope,
+        ErrorCode::SessionRequired,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
@@ -101,7 +104,10 @@ impl ErrorCode {
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
             | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::AccountDisabled
+            | ErrorCode::CsrfFailed
+            | ErrorCode::InsufficientScope
+            | ErrorCode::SessionRequired => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -128,6 +134,7 @@ impl ErrorCode {
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::CsrfFailed => "csrf_failed",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::SessionRequired => "session_required",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -273,6 +280,7 @@ impl From<app::Error> for AppError {
             app::Error::CsrfFailed => AppError::Code(ErrorCode::CsrfFailed),
             app::Error::CrossSite => AppError::CrossSite,
             app::Error::NotFound => AppError::Code(ErrorCode::NotFound),
+            app::Error::SessionRequired => AppError::Code(ErrorCode::SessionRequired),
             app::Error::Conflict(field) => AppError::Conflict(field),
             app::Error::Unavailable { retry_after, reason } => AppError::Unavailable { retry_after, reason },
             app::Error::StorageUnavailable { fault, detail } => AppError::StorageUnavailable { fault, detail },

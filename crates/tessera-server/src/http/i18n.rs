@@ -108,6 +108,11 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "Service temporarily unavailable, please retry",
             "服务暂时不可用，请稍后重试",
         ),
+        "session_required" => (
+            "Sign in with your password to do this; an API key cannot",
+            "此操作需要使用密码登录的会话，API 密钥不能执行",
+        ),
+        "password_changed" => ("Password changed", "密码已修改"),
         "bad_gateway" => (
             "The upstream service could not be reached, please retry",
             "无法连接上游服务，请稍后重试",
@@ -146,6 +151,7 @@ pub fn field_message(code: &str, english: &str, lang: Lang) -> String {
         "password_equals_username" => "密码不能与用户名相同",
         "empty" => "不能为空",
         "too_long" => "内容过长",
+        "incorrect_password" => "当前密码不正确",
         _ => return english.to_owned(),
     };
     zh.to_owned()

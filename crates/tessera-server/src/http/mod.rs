@@ -25,6 +25,7 @@ mod profile;
 pub mod scopes;
 pub mod serve;
 mod sessions;
+mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics.unwrap_or_default())
         .merge(account::router())
         .merge(sessions::router(&state))
+        .merge(settings::router(&state))
         .merge(profile::router(&state))
         .merge(echo.unwrap_or_default())
         .merge(api_keys::router(&state))

@@ -72,6 +72,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
         super::account::refresh_csrf,
         super::account::logout,
         super::account::logout_all,
+        super::settings::change_password,
         super::sessions::list_sessions,
         super::sessions::delete_session,
         super::profile::profile,
@@ -113,6 +114,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
     tags(
         (name = "auth", description = "Registration, login, token refresh and logout"),
         (name = "sessions", description = "A user's own sessions"),
+        (name = "account", description = "The signed-in user's account settings"),
         (name = "api", description = "The protected API"),
         (name = "api-keys", description = "The caller's API keys (`Authorization: Bearer tsk_...`)"),
         (name = "operations", description = "Health, readiness, metrics and public keys"),

@@ -17,6 +17,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("DELETE", "/sessions/{id}", Scope::SessionsWrite),
     ("POST", "/logout", Scope::SessionsWrite),
     ("POST", "/logout/all", Scope::SessionsWrite),
+    ("POST", "/account/password", Scope::SessionsWrite),
     ("POST", "/agent/chat", Scope::AgentChat),
     ("GET", "/api-keys", Scope::ProfileRead),
     ("POST", "/api-keys", Scope::KeysWrite),

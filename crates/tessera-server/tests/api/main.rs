@@ -40,6 +40,7 @@ mod scopes;
 mod service_accounts;
 mod services;
 mod sessions;
+mod settings;
 mod storage;
 mod throwaway;
 mod token_cache;

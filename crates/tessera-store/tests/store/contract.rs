@@ -229,8 +229,71 @@ async fn disabled_account_gets_no_session_contract(users: &dyn UserStore, sessio
     assert!(sessions.find("d1").await.unwrap().is_some());
 }
 
+/// A password change sets the hash and revokes every live session but the one kept, at once;
+/// a disabled or unknown account changes nothing.
+async fn password_change_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
+    let user = users.create(new_user("pw@example.com", "pwchange")).await.unwrap();
+    let other = users.create(new_user("pw2@example.com", "pwother")).await.unwrap();
+    for (id, owner) in [
+        ("pw-a", user.id),
+        ("pw-b", user.id),
+        ("pw-c", user.id),
+        ("pw-o", other.id),
+    ] {
+        sessions
+            .create(new_session(id, owner, &format!("{id}-j"), 100))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(sessions.revoke(user.id, "pw-c", 110).await.unwrap());
+    let revoked = users
+        .change_password(user.id, "$argon2id$new", Some("pw-a"), 120)
+        .await
+        .unwrap()
+        .expect("an enabled account");
+    assert_eq!(revoked, vec!["pw-b".to_owned()], "only the live other session");
+    assert_eq!(
+        users.find_by_id(user.id).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert_eq!(sessions.find("pw-a").await.unwrap().unwrap().revoked_at, None, "kept");
+    assert_eq!(sessions.find("pw-b").await.unwrap().unwrap().revoked_at, Some(120));
+    assert_eq!(
+        sessions.find("pw-c").await.unwrap().unwrap().revoked_at,
+        Some(110),
+        "unchanged"
+    );
+    assert_eq!(
+        sessions.find("pw-o").await.unwrap().unwrap().revoked_at,
+        None,
+        "not another user's"
+    );
+
+    // Without a session to keep (an API key asked): every live session goes.
+    let revoked = users
+        .change_password(user.id, "$argon2id$newer", None, 130)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked, vec!["pw-a".to_owned()]);
+
+    // A disabled account, an unknown one: nothing changes.
+    assert!(users.set_disabled(other.id, Some(140)).await.unwrap());
+    assert_eq!(users.change_password(other.id, "$x", None, 150).await.unwrap(), None);
+    assert_eq!(
+        users.find_by_id(other.id).await.unwrap().unwrap().password_hash,
+        other.password_hash
+    );
+    assert_eq!(sessions.find("pw-o").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(users.change_password(i64::MAX, "$x", None, 150).await.unwrap(), None);
+    // Leaves no live session behind for the counts of the contract that follows.
+    assert!(sessions.revoke(other.id, "pw-o", 160).await.unwrap());
+}
+
 pub async fn session_store_contract(users: &dyn UserStore, sessions: &dyn SessionStore) {
     refresh_rotation_contract(users, sessions).await;
+    password_change_contract(users, sessions).await;
     let user = users.create(new_user("s@example.com", "sessions")).await.unwrap();
     let created = sessions
         .create(new_session("s1", user.id, "j1", 100))
