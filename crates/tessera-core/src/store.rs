@@ -111,6 +111,15 @@ pub struct NewUser {
     pub created_at: i64,
 }
 
+/// What deleting an account took with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletedAccount {
+    /// Sessions that were live (their access tokens must be refused).
+    pub sessions: Vec<String>,
+    /// Every API key of the account (to drop from key caches).
+    pub api_keys: Vec<String>,
+}
+
 /// Accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -136,6 +145,11 @@ pub trait UserStore: Send + Sync {
         keep: Option<&str>,
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError>;
+    /// Deletes an account (C1) with everything that hangs on it (sessions, API keys, roles), in
+    /// one transaction, leaving only the ids of its sessions and keys in `deleted_credentials`
+    /// (seen by [`SessionStore::revoked_since`] and [`ApiKeyStore::keys_changed_since`]) and
+    /// purging entries older than `purge_before`. `None` when there is no such account.
+    async fn delete_account(&self, id: i64, now: i64, purge_before: i64) -> Result<Option<DeletedAccount>, StoreError>;
     /// Replaces the email address and its normal form. Returns false when there is no such
     /// account; [`StoreError::Conflict`] when another account has the normal form.
     async fn update_email(&self, id: i64, email: &str, email_normalized: &str) -> Result<bool, StoreError>;

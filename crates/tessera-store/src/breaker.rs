@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tessera_core::store::{
-    ApiKey, ApiKeyLookup, ApiKeyStore, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession, NewUser,
-    RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
+    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession,
+    NewUser, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
 };
 
 /// Each probe ping gives up after this long (the pool's own acquire timeout is longer).
@@ -197,6 +197,12 @@ impl UserStore for Guarded<dyn UserStore> {
     ) -> Result<Option<Vec<String>>, StoreError> {
         self.breaker
             .call(self.inner.change_password(id, password_hash, keep, now))
+            .await
+    }
+
+    async fn delete_account(&self, id: i64, now: i64, purge_before: i64) -> Result<Option<DeletedAccount>, StoreError> {
+        self.breaker
+            .call(self.inner.delete_account(id, now, purge_before))
             .await
     }
 

@@ -34,8 +34,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    ApiKey, ApiKeyLookup, ApiKeyStore, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession, NewUser,
-    RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
+    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession,
+    NewUser, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
     check_account_then_rotate,
 };
 
@@ -475,6 +475,57 @@ where
         self.wrote(changed.map_err(store_error))
     }
 
+    async fn delete_account(&self, id: i64, now: i64, purge_before: i64) -> Result<Option<DeletedAccount>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let deleted = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let sessions = sqlx::query_scalar::<_, String>(
+                "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY id",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let api_keys = sqlx::query_scalar::<_, String>("SELECT id FROM api_keys WHERE user_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            let gone = sqlx::query_scalar::<_, i64>("DELETE FROM users WHERE id = $1 RETURNING id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            if gone.is_empty() {
+                return Ok(None);
+            }
+            let tombstones = sessions
+                .iter()
+                .map(|sid| ("session", sid))
+                .chain(api_keys.iter().map(|key| ("api_key", key)));
+            for (kind, credential) in tombstones {
+                sqlx::query(
+                    "INSERT INTO deleted_credentials (kind, id, deleted_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (kind, id) DO NOTHING",
+                )
+                .bind(kind)
+                .bind(credential.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM deleted_credentials WHERE deleted_at < $1")
+                .bind(purge_before)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(DeletedAccount { sessions, api_keys }))
+        };
+        let deleted = deleted.await;
+        if deleted.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(deleted.map_err(store_error))
+    }
+
     async fn set_disabled(&self, id: i64, disabled_at: Option<i64>) -> Result<bool, StoreError> {
         let changed = sqlx::query_scalar::<_, i64>("UPDATE users SET disabled_at = $1 WHERE id = $2 RETURNING id")
             .bind(disabled_at)
@@ -755,11 +806,14 @@ where
     }
 
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        sqlx::query_as::<_, (String, i64)>("SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1 \
+             UNION ALL SELECT id, deleted_at FROM deleted_credentials WHERE kind = 'session' AND deleted_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn count_active(&self, now: i64) -> Result<i64, StoreError> {
@@ -1078,7 +1132,8 @@ where
     async fn keys_changed_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar::<_, String>(
             "SELECT id FROM api_keys WHERE (updated_at >= $1 AND revoked_at IS NOT NULL) \
-             OR user_id IN (SELECT id FROM users WHERE disabled_at >= $1)",
+             OR user_id IN (SELECT id FROM users WHERE disabled_at >= $1) \
+             UNION ALL SELECT id FROM deleted_credentials WHERE kind = 'api_key' AND deleted_at >= $1",
         )
         .bind(since)
         .fetch_all(&self.pool)

@@ -151,7 +151,7 @@ pub fn field_message(code: &str, english: &str, lang: Lang) -> String {
         "password_equals_username" => "密码不能与用户名相同",
         "empty" => "不能为空",
         "too_long" => "内容过长",
-        "incorrect_password" => "当前密码不正确",
+        "incorrect_password" => "密码不正确",
         _ => return english.to_owned(),
     };
     zh.to_owned()

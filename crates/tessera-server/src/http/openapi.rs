@@ -73,6 +73,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
         super::account::logout,
         super::account::logout_all,
         super::settings::change_password,
+        super::settings::delete_account,
         super::sessions::list_sessions,
         super::sessions::delete_session,
         super::profile::profile,

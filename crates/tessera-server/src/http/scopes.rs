@@ -18,6 +18,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/logout", Scope::SessionsWrite),
     ("POST", "/logout/all", Scope::SessionsWrite),
     ("POST", "/account/password", Scope::SessionsWrite),
+    ("DELETE", "/account", Scope::SessionsWrite),
     ("POST", "/agent/chat", Scope::AgentChat),
     ("GET", "/api-keys", Scope::ProfileRead),
     ("POST", "/api-keys", Scope::KeysWrite),

@@ -1032,3 +1032,89 @@ pub async fn service_account_contract(users: &dyn UserStore, keys: &dyn ApiKeySt
     );
     assert_eq!(users.list_service_accounts().await.unwrap()[0].disabled_at, Some(3_000));
 }
+
+/// Deleting an account takes its sessions, keys and roles with it in one go, and leaves their
+/// ids where the revocation poll finds them; old tombstones are purged.
+pub async fn account_deletion_contract(users: &dyn UserStore, sessions: &dyn SessionStore, keys: &dyn ApiKeyStore) {
+    let user = users.create(new_user("del@example.com", "deleteme")).await.unwrap();
+    let kept = users.create(new_user("keep@example.com", "keepme")).await.unwrap();
+    for (id, owner) in [
+        ("del-a", user.id),
+        ("del-b", user.id),
+        ("del-x", user.id),
+        ("keep-a", kept.id),
+    ] {
+        sessions
+            .create(new_session(id, owner, &format!("{id}-j"), 100))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(sessions.revoke(user.id, "del-x", 105).await.unwrap());
+    assert!(keys.create_key(api_key("k-del", user.id, 0xd1, 100)).await.unwrap());
+    assert!(keys.create_key(api_key("k-keep", kept.id, 0xd2, 100)).await.unwrap());
+    assert!(users.add_role(user.id, "ops", 100).await.unwrap());
+
+    let deleted = users
+        .delete_account(user.id, 200, 0)
+        .await
+        .unwrap()
+        .expect("the account existed");
+    assert_eq!(
+        deleted.sessions,
+        vec!["del-a".to_owned(), "del-b".to_owned()],
+        "live ones"
+    );
+    assert_eq!(deleted.api_keys, vec!["k-del".to_owned()]);
+    assert_eq!(users.find_by_id(user.id).await.unwrap(), None);
+    assert_eq!(users.find_by_login("del@example.com").await.unwrap(), None);
+    assert_eq!(
+        sessions.find("del-a").await.unwrap(),
+        None,
+        "no personal data left in sessions"
+    );
+    assert_eq!(keys.find_key(user.id, "k-del").await.unwrap(), None);
+    assert!(users.roles(user.id).await.unwrap().is_empty());
+    // The other account is untouched.
+    assert!(sessions.find("keep-a").await.unwrap().is_some());
+    assert!(keys.find_key(kept.id, "k-keep").await.unwrap().is_some());
+
+    // The poll sees the deleted credentials.
+    let revoked: Vec<String> = sessions
+        .revoked_since(200)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, at)| *at == 200)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        revoked.contains(&"del-a".to_owned()) && revoked.contains(&"del-b".to_owned()),
+        "{revoked:?}"
+    );
+    assert!(
+        keys.keys_changed_since(200)
+            .await
+            .unwrap()
+            .contains(&"k-del".to_owned())
+    );
+    assert!(
+        !keys
+            .keys_changed_since(201)
+            .await
+            .unwrap()
+            .contains(&"k-del".to_owned())
+    );
+
+    // The address is free again; a second deletion finds nothing.
+    let again = users.create(new_user("del@example.com", "deleteme")).await.unwrap();
+    assert_ne!(again.id, user.id);
+    assert_eq!(users.delete_account(user.id, 300, 0).await.unwrap(), None);
+    // Deleting that one purges tombstones older than the cut-off.
+    users.delete_account(again.id, 400, 300).await.unwrap().unwrap();
+    assert!(
+        !keys.keys_changed_since(0).await.unwrap().contains(&"k-del".to_owned()),
+        "purged"
+    );
+    assert!(sessions.revoke(kept.id, "keep-a", 500).await.unwrap());
+}

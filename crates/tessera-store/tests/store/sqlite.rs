@@ -310,3 +310,9 @@ async fn sqlite_meets_the_service_account_contract() {
     let (_dir, store) = fresh().await;
     contract::service_account_contract(store.as_ref(), store.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_meets_the_account_deletion_contract() {
+    let (_dir, store) = fresh().await;
+    contract::account_deletion_contract(store.as_ref(), store.as_ref(), store.as_ref()).await;
+}
