@@ -15,6 +15,20 @@ use prometheus::{
 /// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
 pub const RATE_LIMITED_ROUTES: [&str; 5] = ["login", "login_account", "register", "api", "quota"];
 
+/// The `endpoint` label values of `tessera_forward_auth_total` (G2).
+pub const FORWARD_AUTH_ENDPOINTS: [&str; 3] = ["forward", "nginx", "envoy"];
+/// The `outcome` label values of `tessera_forward_auth_total` (G2).
+pub const FORWARD_AUTH_OUTCOMES: [&str; 8] = [
+    "allowed",
+    "unauthenticated",
+    "redirected",
+    "forbidden",
+    "untrusted_proxy",
+    "bad_request",
+    "rate_limited",
+    "error",
+];
+
 /// Every metric Tessera exports.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +70,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `http_request_duration_seconds{method,route,status}`.
     pub http_duration: HistogramVec,
+    /// `tessera_forward_auth_total{endpoint,outcome}`: forward-auth answers (G2), by endpoint
+    /// ([`FORWARD_AUTH_ENDPOINTS`]) and outcome ([`FORWARD_AUTH_OUTCOMES`]).
+    pub forward_auth: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> prometheus::Result<T> {
@@ -207,6 +224,16 @@ impl Metrics {
                     &["method", "route", "status"],
                 )?,
             )?,
+            forward_auth: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_forward_auth_total",
+                        "Forward-auth answers to reverse proxies, by endpoint and outcome.",
+                    ),
+                    &["endpoint", "outcome"],
+                )?,
+            )?,
             registry,
         };
         metrics.declare_label_values();
@@ -235,6 +262,11 @@ impl Metrics {
             self.storage_errors.with_label_values(&[fault.as_str()]);
         }
         self.backend_up.with_label_values(&["database"]).set(1);
+        for endpoint in FORWARD_AUTH_ENDPOINTS {
+            for outcome in FORWARD_AUTH_OUTCOMES {
+                self.forward_auth.with_label_values(&[endpoint, outcome]);
+            }
+        }
     }
 
     /// The registry in the Prometheus text exposition format.

@@ -36,6 +36,9 @@ pub enum ErrorCode {
     CsrfFailed,
     /// 403: the credential is valid but its scopes do not grant the route's (G4).
     InsufficientScope,
+    /// 403: refused for another reason: a forward-auth role rule is not met, or forward auth
+    /// was asked by a peer that is not a trusted proxy (G2); the message says which.
+    Forbidden,
     /// 404.
     NotFound,
     /// 405.
@@ -68,7 +71,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -77,6 +80,7 @@ impl ErrorCode {
         ErrorCode::AccountDisabled,
         ErrorCode::CsrfFailed,
         ErrorCode::InsufficientScope,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
@@ -101,7 +105,10 @@ impl ErrorCode {
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
             | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ErrorCode::AccountDisabled | ErrorCode::CsrfFailed | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::AccountDisabled
+            | ErrorCode::CsrfFailed
+            | ErrorCode::InsufficientScope
+            | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -128,6 +135,7 @@ impl ErrorCode {
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::CsrfFailed => "csrf_failed",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -203,6 +211,10 @@ pub enum AppError {
     /// names in `WWW-Authenticate` and `details.scope`.
     #[error("insufficient scope: {0} needed")]
     InsufficientScope(tessera_core::Scope),
+    /// 403 `forbidden`: forward auth's first matching rule needs a role the caller lacks
+    /// (`details.role` names it, G2).
+    #[error("role {0} needed")]
+    MissingRole(String),
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
@@ -413,6 +425,11 @@ impl IntoResponse for AppError {
                     ..RenderedError::plain(ErrorCode::InsufficientScope)
                 }
             }
+            AppError::MissingRole(role) => RenderedError {
+                message_key: Some("missing_role"),
+                details: Some(json!({ "role": role })),
+                ..RenderedError::plain(ErrorCode::Forbidden)
+            },
             AppError::QuotaExceeded(decision) => {
                 retry_after = Some(decision.retry_after_secs);
                 RenderedError {

@@ -13,6 +13,7 @@ pub mod cookies;
 mod demo;
 pub mod error;
 pub mod extract;
+mod forward_auth;
 mod health;
 pub mod i18n;
 mod introspect;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent::router(&state))
         .merge(api_keys::router(&state))
         .merge(introspect::router(&state))
+        .merge(forward_auth::router(&state))
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())

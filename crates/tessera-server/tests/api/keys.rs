@@ -731,7 +731,7 @@ print(json.dumps(claims))
 
 /// The Python to verify with (`TESSERA_PYTHON`), or `None` (after a note) to skip; a failure
 /// when `TESSERA_REQUIRE_SERVICES=1`.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     match std::env::var("TESSERA_PYTHON") {
         Ok(path) if !path.trim().is_empty() => Some(PathBuf::from(path.trim())),
         _ => {
@@ -758,7 +758,7 @@ async fn python_verify(python: &Path, dir: &Path, token: &str, jwks: &Value, con
 }
 
 /// [`python_verify`] with the algorithm, audience and issuer given.
-async fn python_verify_as(
+pub(crate) async fn python_verify_as(
     python: &Path,
     dir: &Path,
     token: &str,

@@ -17,6 +17,7 @@ mod csrf;
 mod demo;
 mod fault_suite;
 mod faults;
+mod forward_auth;
 mod hardening;
 mod introspect;
 mod keys;
