@@ -9,8 +9,8 @@
 //!   the query) is the original path, the method is the request's own, the host comes from
 //!   `X-Forwarded-Host` or `Host`.
 //!
-//! Answers: 200 with the identity headers (`Remote-*`, `X-Tessera-*` with the assertion, and
-//! `X-RateLimit-*`); 401 with `WWW-Authenticate` for an API client without a valid credential;
+//! Answers: 200 with the identity headers (`Remote-*`, `X-Tessera-*` with the assertion, every
+//! one present, empty when it does not apply, and `X-RateLimit-*`); 401 with `WWW-Authenticate` for an API client without a valid credential;
 //! for a browser (it accepts `text/html` and is no XHR/`fetch` call) a redirect to the sign-in
 //! page with `rd=<original URL>` (302 for GET/HEAD, 303 otherwise; 401 + `Location` at
 //! `/auth/nginx`); 403 when `GATEWAY_RULES` refuse or CSRF fails (cookie + unsafe original
@@ -39,6 +39,7 @@ use super::auth::authenticate_request;
 use super::error::{AppError, ErrorCode, RenderedError};
 use super::extract::ClientIp;
 use crate::app::forward_auth::ForwardOutcome;
+use crate::app::identity::{REMOTE_HEADERS, TESSERA_HEADERS};
 
 /// Where Envoy's `ext_authz` sends its checks; the rest of the path is the original path.
 const ENVOY_PREFIX: &str = "/auth/envoy";
@@ -306,6 +307,15 @@ async fn answer(state: &AppState, endpoint: Endpoint, parts: Parts) -> Response 
             {
                 if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
                     headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+            // Every identity header is always sent, empty when it does not apply (no session
+            // for an API key, no email for a service account): a proxy copying the answer's
+            // headers then replaces a client's own copy of each, instead of keeping it (or,
+            // Caddy 2.6, writing its unresolved placeholder) when the answer lacks one.
+            for name in REMOTE_HEADERS.iter().chain(TESSERA_HEADERS.iter()) {
+                if !headers.contains_key(*name) {
+                    headers.insert(HeaderName::from_static(name), HeaderValue::from_static(""));
                 }
             }
             headers.extend(super::limits::headers(&limit));

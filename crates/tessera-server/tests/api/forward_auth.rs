@@ -65,7 +65,12 @@ fn assert_identity(response: &Response, user: &TestUser, session: bool) {
     assert_eq!(header(headers, "remote-groups"), Some(""));
     assert_eq!(header(headers, "x-tessera-user-id"), Some(user.id.to_string().as_str()));
     assert_eq!(header(headers, "x-tessera-username"), Some(user.username.as_str()));
-    assert_eq!(header(headers, "x-tessera-session-id").is_some(), session);
+    // Every identity header is present; the session id is empty for an API key.
+    assert_eq!(
+        header(headers, "x-tessera-session-id").is_some_and(|s| !s.is_empty()),
+        session
+    );
+    assert_eq!(header(headers, "x-tessera-roles"), Some(""));
     assert!(header(headers, "x-tessera-scopes").is_some_and(|s| !s.is_empty()));
     assert_eq!(
         header(headers, "x-tessera-assertion").map(|a| a.split('.').count()),

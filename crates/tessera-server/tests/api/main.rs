@@ -29,6 +29,7 @@ mod metrics;
 mod observability;
 mod openapi;
 mod profile;
+mod proxies;
 mod refresh;
 mod register;
 mod release;
