@@ -1,8 +1,9 @@
 //! Forward auth (G2): the endpoints a reverse proxy calls before passing a request on.
 //!
 //! - `/auth/forward`, any method (Traefik `forwardAuth`, Caddy `forward_auth`): the original
-//!   request is `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`.
-//! - `/auth/nginx` (nginx `auth_request`): `X-Original-URL` and `X-Original-Method`. nginx
+//!   request is `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri` (all but the URI required: the
+//!   CSRF check depends on the original method, so it is never guessed).
+//! - `/auth/nginx` (nginx `auth_request`): `X-Original-URL` and `X-Original-Method` (required). nginx
 //!   cannot pass a redirect from an auth subrequest, so a browser needing sign-in gets 401 with
 //!   `Location`, which the nginx configuration turns into a redirect (docs/GATEWAY.md).
 //! - `/auth/envoy/<original path>` (Envoy `ext_authz` HTTP service): the path suffix (with
@@ -115,11 +116,11 @@ fn text_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
     value.to_str().map(Some).map_err(|_| bad_forwarded_request())
 }
 
-fn method_header(headers: &HeaderMap, name: &str, own: &Method) -> Result<Method, BadForwardedRequest> {
-    match text_header(headers, name)? {
-        None => Ok(own.clone()),
-        Some(text) => Method::from_bytes(text.trim().as_bytes()).map_err(|_| bad_forwarded_request()),
-    }
+/// The original method: required, since CSRF is judged on it (a missing header must not make a
+/// cookie-authenticated POST look like the auth request's own GET).
+fn method_header(headers: &HeaderMap, name: &str) -> Result<Method, BadForwardedRequest> {
+    let text = text_header(headers, name)?.ok_or_else(bad_forwarded_request)?;
+    Method::from_bytes(text.trim().as_bytes()).map_err(|_| bad_forwarded_request())
 }
 
 /// Reads the original request from the proxy's headers.
@@ -128,14 +129,14 @@ fn original_request(endpoint: Endpoint, parts: &Parts) -> Result<Original, BadFo
     let url = |result: Result<AbsoluteUrl, GatewayError>| result.map_err(|_| bad_forwarded_request());
     let (method, url) = match endpoint {
         Endpoint::Forward => {
-            let method = method_header(headers, "x-forwarded-method", &parts.method)?;
+            let method = method_header(headers, "x-forwarded-method")?;
             let proto = text_header(headers, "x-forwarded-proto")?.ok_or_else(bad_forwarded_request)?;
             let host = text_header(headers, "x-forwarded-host")?.ok_or_else(bad_forwarded_request)?;
             let uri = text_header(headers, "x-forwarded-uri")?.unwrap_or("/");
             (method, url(AbsoluteUrl::from_parts(proto, host, uri))?)
         }
         Endpoint::Nginx => {
-            let method = method_header(headers, "x-original-method", &parts.method)?;
+            let method = method_header(headers, "x-original-method")?;
             let original = text_header(headers, "x-original-url")?.ok_or_else(bad_forwarded_request)?;
             (method, url(AbsoluteUrl::parse(original.trim()))?)
         }

@@ -231,6 +231,7 @@ async fn browsers_are_redirected_to_sign_in_with_a_return_url_on_configured_doma
     // An http domain listed as such keeps its rd; an expired token redirects like none.
     let response = app
         .get("/auth/forward")
+        .header("x-forwarded-method", "GET")
         .header("x-forwarded-proto", "http")
         .header("x-forwarded-host", "api.dev.test:8080")
         .header("x-forwarded-uri", "/")
@@ -254,6 +255,7 @@ async fn browsers_are_redirected_to_sign_in_with_a_return_url_on_configured_doma
     ] {
         let response = app
             .get("/auth/forward")
+            .header("x-forwarded-method", "GET")
             .header("x-forwarded-proto", proto)
             .header("x-forwarded-host", host)
             .header("x-forwarded-uri", "/x")
@@ -477,8 +479,15 @@ async fn missing_or_malformed_forwarded_headers_are_a_clear_400() {
         forward(&app, "GET", "app.example.com", "/%00"),
         forward(&app, "G(T", "app.example.com", "/"),
         app.get("/auth/forward")
+            .header("x-forwarded-method", "GET")
             .header("x-forwarded-proto", "gopher")
             .header("x-forwarded-host", "app.example.com"),
+        // No original method: CSRF could not be judged.
+        app.get("/auth/forward")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "app.example.com"),
+        app.get("/auth/nginx")
+            .header("x-original-url", "https://app.example.com/"),
         app.get("/auth/nginx"),
         nginx(&app, "GET", "not a url"),
         nginx(&app, "GET", &huge),
