@@ -117,6 +117,18 @@ async fn a_cookie_a_bearer_token_and_an_api_key_are_allowed_with_the_identity_he
         .unwrap();
     assert_identity(&response, &user, true);
 
+    // Envoy without a path suffix: the original path is `/`.
+    for path in ["/auth/envoy", "/auth/envoy/"] {
+        let response = app
+            .get(path)
+            .header("x-forwarded-host", "app.example.com")
+            .bearer_auth(&login.access)
+            .send()
+            .await
+            .unwrap();
+        assert_identity(&response, &user, true);
+    }
+
     // The cookie, with a safe original method.
     let response = forward(&app, "GET", "app.example.com", "/")
         .header("cookie", login.access_cookie())
