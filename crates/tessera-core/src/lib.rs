@@ -30,6 +30,7 @@
 //! - [`sealing`]: private keys encrypted at rest under a master key.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
 //! - [`apikey`]: API keys (`tsk_...`): format, checksum, keyed hash.
+//! - [`gateway`]: forward auth (G2): strict return URLs and their allowed domains, the host/path rules.
 //! - [`scope`]: scopes (`profile:read`, `*`, ...) and the roles that decide a user's full scope.
 //! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
 
@@ -37,6 +38,7 @@ pub mod algorithm;
 pub mod apikey;
 pub mod b64;
 pub mod csrf;
+pub mod gateway;
 pub mod header;
 pub mod identity;
 pub mod jws;

@@ -18,6 +18,20 @@ pub const RATE_LIMITED_ROUTES: [&str; 6] = ["login", "login_account", "register"
 /// The `kind` label values of `tessera_gateway_upstream_errors_total`.
 pub const GATEWAY_ERROR_KINDS: [&str; 5] = ["connect", "timeout", "broken", "body_too_large", "idle"];
 
+/// The `endpoint` label values of `tessera_forward_auth_total` (G2).
+pub const FORWARD_AUTH_ENDPOINTS: [&str; 3] = ["forward", "nginx", "envoy"];
+/// The `outcome` label values of `tessera_forward_auth_total` (G2).
+pub const FORWARD_AUTH_OUTCOMES: [&str; 8] = [
+    "allowed",
+    "unauthenticated",
+    "redirected",
+    "forbidden",
+    "untrusted_proxy",
+    "bad_request",
+    "rate_limited",
+    "error",
+];
+
 /// Every metric Tessera exports.
 pub struct Metrics {
     registry: Registry,
@@ -68,6 +82,9 @@ pub struct Metrics {
     pub gateway_duration: HistogramVec,
     /// `tessera_gateway_open_streams{upstream}`: proxied responses still streaming.
     pub gateway_open_streams: IntGaugeVec,
+    /// `tessera_forward_auth_total{endpoint,outcome}`: forward-auth answers (G2), by endpoint
+    /// ([`FORWARD_AUTH_ENDPOINTS`]) and outcome ([`FORWARD_AUTH_OUTCOMES`]).
+    pub forward_auth: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> prometheus::Result<T> {
@@ -260,6 +277,16 @@ impl Metrics {
                     &["method", "route", "status"],
                 )?,
             )?,
+            forward_auth: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_forward_auth_total",
+                        "Forward-auth answers to reverse proxies, by endpoint and outcome.",
+                    ),
+                    &["endpoint", "outcome"],
+                )?,
+            )?,
             registry,
         };
         metrics.declare_label_values();
@@ -288,6 +315,11 @@ impl Metrics {
             self.storage_errors.with_label_values(&[fault.as_str()]);
         }
         self.backend_up.with_label_values(&["database"]).set(1);
+        for endpoint in FORWARD_AUTH_ENDPOINTS {
+            for outcome in FORWARD_AUTH_OUTCOMES {
+                self.forward_auth.with_label_values(&[endpoint, outcome]);
+            }
+        }
     }
 
     /// Creates the series of a gateway upstream at zero (errors by kind, open streams), so

@@ -25,6 +25,7 @@ const ORDER: &[&str] = &[
     "limits",
     "identity",
     "scope",
+    "gateway",
     "apikey",
     "store",
 ];

@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod authenticate;
 pub mod error;
+pub mod forward_auth;
 pub mod identity;
 pub mod introspect;
 pub mod limits;

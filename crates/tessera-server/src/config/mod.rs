@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tessera_core::Algorithm;
+use tessera_core::gateway::{AbsoluteUrl, Domains, Rules};
 use tessera_core::limits::RateLimitSpec;
 use tessera_core::password::PasswordParams;
 use zeroize::Zeroizing;
@@ -341,6 +342,18 @@ pub struct Config {
     pub gateway_idle_timeout: Duration,
     /// GATEWAY_MAX_BODY_BYTES.
     pub gateway_max_body_bytes: u64,
+    /// Domains a forward-auth return URL (`rd`) may point to (GATEWAY_DOMAINS, G2).
+    pub gateway_domains: Domains,
+    /// Forward-auth rules: host and path prefix -> required role or scope (GATEWAY_RULES).
+    pub gateway_rules: Rules,
+    /// The sign-in page forward auth redirects browsers to (GATEWAY_SIGNIN_URL); `None` = `/`
+    /// on the original request's origin.
+    pub gateway_signin_url: Option<AbsoluteUrl>,
+    /// `aud` of forward auth's assertions (GATEWAY_ASSERTION_AUDIENCE); `None` = the original
+    /// request's host.
+    pub gateway_assertion_audience: Option<String>,
+    /// `Domain` attribute of the session cookies (COOKIE_DOMAIN); `None` = host-only.
+    pub cookie_domain: Option<String>,
 }
 
 /// A variable map: the environment, with `.env` underneath.
@@ -653,11 +666,33 @@ impl Config {
                 "none requires COOKIE_SECURE=true (browsers drop SameSite=None cookies without Secure)",
             ));
         }
+        let cookie_domain = match r.get(&vars::COOKIE_DOMAIN) {
+            None => None,
+            Some(domain) => {
+                let domain = domain.strip_prefix('.').unwrap_or(domain);
+                match tessera_core::gateway::parse_authority(domain) {
+                    Ok((host, None)) if host.contains('.') => Some(host),
+                    _ => {
+                        return Err(invalid(
+                            vars::COOKIE_DOMAIN.name,
+                            format!("{domain:?} is not a domain name with a dot (like example.com)"),
+                        ));
+                    }
+                }
+            }
+        };
         let cookie_prefixes = match r.choice(&vars::COOKIE_PREFIXES)? {
             "on" => true,
             "off" => false,
-            _ => cookie_secure,
+            // A `__Host-` cookie cannot carry `Domain`: shared cookies go without prefixes.
+            _ => cookie_secure && cookie_domain.is_none(),
         };
+        if cookie_prefixes && cookie_domain.is_some() {
+            return Err(invalid(
+                vars::COOKIE_PREFIXES.name,
+                "on cannot be combined with COOKIE_DOMAIN (browsers refuse a __Host- cookie with a Domain attribute); use auto or off",
+            ));
+        }
         if cookie_prefixes && !cookie_secure {
             return Err(invalid(
                 vars::COOKIE_PREFIXES.name,
@@ -666,6 +701,25 @@ impl Config {
         }
 
         let cors_origins = parse_origins(r.get(&vars::CORS_ORIGINS))?;
+
+        let gateway_domains = Domains::parse(r.get(&vars::GATEWAY_DOMAINS).unwrap_or_default())
+            .map_err(|e| invalid(vars::GATEWAY_DOMAINS.name, e.to_string()))?;
+        let gateway_rules = Rules::parse(r.get(&vars::GATEWAY_RULES).unwrap_or_default())
+            .map_err(|e| invalid(vars::GATEWAY_RULES.name, e.to_string()))?;
+        let gateway_signin_url = match r.get(&vars::GATEWAY_SIGNIN_URL) {
+            None => None,
+            Some(url) => Some(AbsoluteUrl::parse(url.trim()).map_err(|e| {
+                invalid(
+                    vars::GATEWAY_SIGNIN_URL.name,
+                    format!("must be an absolute http(s) URL like https://auth.example.com/ ({e})"),
+                )
+            })?),
+        };
+        let gateway_assertion_audience = r
+            .get(&vars::GATEWAY_ASSERTION_AUDIENCE)
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
 
         let log_level = match r.choice(&vars::LOG_LEVEL)? {
             "TRACE" => "trace",
@@ -789,6 +843,11 @@ impl Config {
             gateway_response_timeout,
             gateway_idle_timeout: Duration::from_secs(r.int(&vars::GATEWAY_IDLE_TIMEOUT_SECS)?),
             gateway_max_body_bytes,
+            gateway_domains,
+            gateway_rules,
+            gateway_signin_url,
+            gateway_assertion_audience,
+            cookie_domain,
         };
         Ok(config)
     }
@@ -1233,6 +1292,56 @@ mod tests {
             error.to_string(),
             "COOKIE_PREFIXES: must be auto, on or off (got \"maybe\")"
         );
+    }
+
+    #[test]
+    fn cookie_domain_is_refused_with_host_prefixes_and_turns_auto_prefixes_off() {
+        // Arrange + Act
+        let config = Config::from_vars(&vars(&[("COOKIE_DOMAIN", ".Example.com")])).unwrap();
+        // Assert: auto (COOKIE_SECURE=true) resolves to no prefixes, as __Host- forbids Domain.
+        assert_eq!(config.cookie_domain.as_deref(), Some("example.com"));
+        assert!(!config.cookie_prefixes);
+        let error = error_for(&[("COOKIE_DOMAIN", "example.com"), ("COOKIE_PREFIXES", "on")]);
+        assert_eq!(error.var, "COOKIE_PREFIXES");
+        assert!(error.rule.contains("__Host-"), "{error}");
+        for bad in [
+            "localhost",
+            "example.com:443",
+            "a b.com",
+            "https://example.com",
+            "ex%61mple.com",
+        ] {
+            assert_eq!(error_for(&[("COOKIE_DOMAIN", bad)]).var, "COOKIE_DOMAIN", "{bad}");
+        }
+    }
+
+    #[test]
+    fn gateway_settings_parse_and_name_their_variable_when_wrong() {
+        let config = Config::from_vars(&vars(&[
+            ("GATEWAY_DOMAINS", "example.com,http://dev.test"),
+            (
+                "GATEWAY_RULES",
+                "api.example.com/admin/=role:admin, */agent/=scope:agent:chat",
+            ),
+            ("GATEWAY_SIGNIN_URL", "https://auth.example.com/signin"),
+            ("GATEWAY_ASSERTION_AUDIENCE", "internal-apps"),
+        ]))
+        .unwrap();
+        assert_eq!(config.gateway_domains.0.len(), 2);
+        assert_eq!(config.gateway_rules.0.len(), 2);
+        assert_eq!(
+            config.gateway_signin_url.map(|u| u.to_string()).as_deref(),
+            Some("https://auth.example.com/signin")
+        );
+        assert_eq!(config.gateway_assertion_audience.as_deref(), Some("internal-apps"));
+        for (name, bad) in [
+            ("GATEWAY_DOMAINS", "example.com/x"),
+            ("GATEWAY_RULES", "*/admin=role:Admin"),
+            ("GATEWAY_SIGNIN_URL", "/signin"),
+            ("GATEWAY_SIGNIN_URL", "https://user@auth.example.com/"),
+        ] {
+            assert_eq!(error_for(&[(name, bad)]).var, name, "{bad}");
+        }
     }
 
     /// See: issue 21 (SQLAlchemy's URL forms), and Tessera's own forms keep working.

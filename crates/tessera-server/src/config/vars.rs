@@ -651,6 +651,46 @@ declare! {
         show: |c| c.gateway_max_body_bytes.to_string(),
         help: "default of an upstream's `max_body=`; larger bodies get 413",
     }
+    /// Domains a forward-auth return URL may point to.
+    GATEWAY_DOMAINS {
+        group: Group::Gateway,
+        default: DefaultValue::Unset("no return URL: sign-in redirects carry no `rd`"),
+        rule: Rule::Text,
+        show: |c| c.gateway_domains.to_string(),
+        help: "comma list of domains a forward-auth sign-in redirect may send the browser back to (`rd`): each covers itself and its subdomains, https only unless written `http://dev.example.com` (docs/GATEWAY.md)",
+    }
+    /// Forward-auth rules: host and path prefix -> required role or scope.
+    GATEWAY_RULES {
+        group: Group::Gateway,
+        default: DefaultValue::Unset("any authenticated caller is allowed"),
+        rule: Rule::Text,
+        show: |c| c.gateway_rules.to_string(),
+        help: "comma list of `<host or *><path prefix>=<requirement>`, the requirement `role:NAME`, `scope:SCOPE` or `authenticated`, e.g. `api.example.com/admin/=role:admin, */agent/=scope:agent:chat`; the first match decides, 403 when it is not met",
+    }
+    /// Where forward auth sends a browser without a session.
+    GATEWAY_SIGNIN_URL {
+        group: Group::Gateway,
+        default: DefaultValue::Derived("`/` on the origin of the original request"),
+        rule: Rule::Text,
+        show: |c| c.gateway_signin_url.as_ref().map_or_else(|| "(unset: / on the original request's origin)".to_owned(), ToString::to_string),
+        help: "absolute http(s) URL of the sign-in page forward auth redirects browsers to, with `rd=<original URL>` added (Tessera's demo page `/` for now; issue 16 brings real sign-in pages)",
+    }
+    /// `aud` of the assertions forward auth returns.
+    GATEWAY_ASSERTION_AUDIENCE {
+        group: Group::Gateway,
+        default: DefaultValue::Derived("the original request's host"),
+        rule: Rule::Text,
+        show: |c| c.gateway_assertion_audience.clone().unwrap_or_else(|| "(unset: the original host)".to_owned()),
+        help: "`aud` of the `X-Tessera-Assertion` returned by forward auth; unset, the host the original request was for",
+    }
+    /// `Domain` attribute of the session cookies.
+    COOKIE_DOMAIN {
+        group: Group::Gateway,
+        default: DefaultValue::Unset("host-only cookies"),
+        rule: Rule::Text,
+        show: |c| c.cookie_domain.clone().unwrap_or_else(|| "(unset: host-only cookies)".to_owned()),
+        help: "`Domain` attribute of the session cookies (e.g. `example.com`), so the subdomains behind forward auth share one sign-in; refused with `COOKIE_PREFIXES=on` (`__Host-` forbids `Domain`), and `auto` then means off",
+    }
 }
 
 /// README's configuration section, generated from [`VARS`]: one table per [`Group`].

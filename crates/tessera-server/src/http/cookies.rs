@@ -9,6 +9,10 @@
 //! no Domain: a sibling subdomain cannot plant or overwrite it) and `__Secure-refresh_token`
 //! (only set over HTTPS; its Path=/refresh rules out `__Host-`). Only the configured names are
 //! read, so an unprefixed cookie tossed in by a subdomain is ignored.
+//!
+//! With COOKIE_DOMAIN (G2) both cookies carry `Domain=<domain>`, so every subdomain behind
+//! forward auth sees the session; the `__Host-` prefix forbids that, so configuration refuses
+//! COOKIE_PREFIXES=on with it (and `auto` then means off).
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
@@ -53,8 +57,14 @@ impl CookieNames {
 
 fn cookie(config: &Config, name: &str, value: &str, path: &str, max_age: i64) -> Option<HeaderValue> {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
+    // COOKIE_DOMAIN (G2): shared by the subdomains behind forward auth. Configuration refuses
+    // it together with the `__Host-` prefix, which forbids `Domain`.
+    let domain = config
+        .cookie_domain
+        .as_deref()
+        .map_or_else(String::new, |domain| format!("; Domain={domain}"));
     let text = format!(
-        "{name}={value}; HttpOnly{secure}; SameSite={}; Path={path}; Max-Age={max_age}",
+        "{name}={value}; HttpOnly{secure}; SameSite={}{domain}; Path={path}; Max-Age={max_age}",
         config.cookie_samesite.as_str()
     );
     // Token values are base64url and dots, always valid header text.
@@ -165,6 +175,32 @@ mod tests {
                 access: HOST_ACCESS_COOKIE,
                 refresh: SECURE_REFRESH_COOKIE
             }
+        );
+    }
+
+    #[test]
+    fn cookie_domain_adds_the_domain_attribute_to_both_cookies() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = crate::config::Vars::new();
+        vars.insert("DATA_DIR".into(), dir.path().display().to_string());
+        vars.insert("COOKIE_DOMAIN".into(), "example.com".into());
+        let config = Config::from_vars(&vars).unwrap();
+        // Act
+        let set = set_tokens(&config, "a.b.c", "d.e.f");
+        let clear = clear_tokens(&config);
+        // Assert: no `__Host-` name (it forbids Domain), Domain on setting and clearing.
+        assert_eq!(
+            set[0],
+            "access_token=a.b.c; HttpOnly; Secure; SameSite=Lax; Domain=example.com; Path=/; Max-Age=900"
+        );
+        assert_eq!(
+            set[1],
+            "refresh_token=d.e.f; HttpOnly; Secure; SameSite=Lax; Domain=example.com; Path=/refresh; Max-Age=604800"
+        );
+        assert_eq!(
+            clear[1],
+            "refresh_token=; HttpOnly; Secure; SameSite=Lax; Domain=example.com; Path=/refresh; Max-Age=0"
         );
     }
 

@@ -38,6 +38,9 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 403: the action needs a person's signed-in session, not an API key (C1).
     SessionRequired,
+    /// 403: refused for another reason: a forward-auth role rule is not met, or forward auth
+    /// was asked by a peer that is not a trusted proxy (G2); the message says which.
+    Forbidden,
     /// 404.
     NotFound,
     /// 405.
@@ -70,7 +73,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -80,6 +83,7 @@ impl ErrorCode {
         ErrorCode::CsrfFailed,
         ErrorCode::InsufficientScope,
         ErrorCode::SessionRequired,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
@@ -108,6 +112,7 @@ impl ErrorCode {
             | ErrorCode::CsrfFailed
             | ErrorCode::InsufficientScope
             | ErrorCode::SessionRequired => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -135,6 +140,7 @@ impl ErrorCode {
             ErrorCode::CsrfFailed => "csrf_failed",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::SessionRequired => "session_required",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -210,6 +216,10 @@ pub enum AppError {
     /// names in `WWW-Authenticate` and `details.scope`.
     #[error("insufficient scope: {0} needed")]
     InsufficientScope(tessera_core::Scope),
+    /// 403 `forbidden`: forward auth's first matching rule needs a role the caller lacks
+    /// (`details.role` names it, G2).
+    #[error("role {0} needed")]
+    MissingRole(String),
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
@@ -421,6 +431,11 @@ impl IntoResponse for AppError {
                     ..RenderedError::plain(ErrorCode::InsufficientScope)
                 }
             }
+            AppError::MissingRole(role) => RenderedError {
+                message_key: Some("missing_role"),
+                details: Some(json!({ "role": role })),
+                ..RenderedError::plain(ErrorCode::Forbidden)
+            },
             AppError::QuotaExceeded(decision) => {
                 retry_after = Some(decision.retry_after_secs);
                 RenderedError {

@@ -87,6 +87,19 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "The credential does not grant the scope this request needs",
             "该凭据未授予此请求所需的权限范围",
         ),
+        "forbidden" => ("Access to this resource is not allowed", "不允许访问此资源"),
+        "missing_role" => (
+            "This resource requires a role the caller does not have; see details.role",
+            "访问此资源需要调用者不具备的角色，请参阅 details.role",
+        ),
+        "untrusted_proxy" => (
+            "Forward auth answers trusted proxies only (TRUSTED_PROXIES)",
+            "前置认证只响应受信任的代理（TRUSTED_PROXIES）",
+        ),
+        "invalid_forwarded_request" => (
+            "The forwarded request headers are missing or malformed",
+            "转发的原始请求头缺失或格式错误",
+        ),
         "not_found" => ("Not found", "资源不存在"),
         "method_not_allowed" => ("Method not allowed", "不允许的请求方法"),
         "request_timeout" => ("The request took too long", "请求超时"),

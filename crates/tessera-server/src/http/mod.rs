@@ -13,6 +13,7 @@ pub mod cookies;
 mod demo;
 pub mod error;
 pub mod extract;
+mod forward_auth;
 pub mod gateway;
 mod health;
 pub mod i18n;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(echo.unwrap_or_default())
         .merge(api_keys::router(&state))
         .merge(introspect::router(&state))
+        .merge(forward_auth::router(&state))
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())
