@@ -137,8 +137,9 @@ wait_for_port() { # port, pid, what
 
 # nginx in front of the bench upstream, non-daemon, everything under $work/nginx: a server on
 # $1 that proxies /agent/ with no auth (a), and one on $2 that first asks Tessera on $3 through
-# auth_request (c). Workers = cores, keep-alive to the upstream and to Tessera, access log on
-# (buffered), as in a production set-up.
+# auth_request (c), with the identity headers copied as docs/GATEWAY.md's nginx configuration
+# does. Workers = cores, keep-alive to the upstream and to Tessera, no response buffering (agent
+# streams), access log on (buffered), as in a production set-up.
 start_nginx() { # port (a), port (c), Tessera's port, upstream's port
   local dir="$work/nginx" nofile
   nofile="$(ulimit -Hn)"; [ "$nofile" = unlimited ] && nofile=1048576
@@ -165,6 +166,7 @@ http {
     location /agent/ {
       proxy_pass http://bench_upstream/;
       proxy_http_version 1.1;
+      proxy_buffering off;
       proxy_set_header Connection "";
     }
   }
@@ -172,14 +174,16 @@ http {
     listen 127.0.0.1:$2;
     location /agent/ {
       auth_request /_tessera_auth;
-      auth_request_set \$tessera_user \$upstream_http_remote_user;
-      auth_request_set \$tessera_user_id \$upstream_http_x_tessera_user_id;
+$(for h in remote_user remote_email remote_groups remote_name x_tessera_user_id x_tessera_username \
+           x_tessera_session_id x_tessera_scopes x_tessera_roles x_tessera_assertion; do
+    echo "      auth_request_set \$t_$h \$upstream_http_$h;"
+    echo "      proxy_set_header $(echo "$h" | sed 's/_/-/g') \$t_$h;"
+  done)
       proxy_pass http://bench_upstream/;
       proxy_http_version 1.1;
+      proxy_buffering off;
       proxy_set_header Connection "";
       proxy_set_header Authorization "";
-      proxy_set_header Remote-User \$tessera_user;
-      proxy_set_header X-Tessera-User-Id \$tessera_user_id;
     }
     location = /_tessera_auth {
       internal;
