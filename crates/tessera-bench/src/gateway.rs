@@ -36,8 +36,8 @@ fn works(users: &[Account], connections: usize) -> Vec<Work> {
         .collect()
 }
 
-/// Throughput of (a), (b) and (c), then (a) again; the ratios use the mean of the two (a) runs,
-/// so that a drift of the machine's load weighs on both sides.
+/// Throughput of (a), (b), Tessera alone (a reference) and (c), then (a) again; the ratios use
+/// the mean of the two (a) runs, so that a drift of the machine's load weighs on both sides.
 pub async fn throughput(
     args: &Args,
     users: &[Account],
@@ -60,6 +60,16 @@ pub async fn throughput(
     );
     let gateway = run(args, works(users, c), None).await?;
     row(args, "(b) Tessera gateway, Bearer: GET /agent/hello", c, &gateway);
+    // A reference, not a target: the same authentication on the same server with no proxying
+    // and no assertion, to tell the gateway's own cost from the authentication's.
+    let profile = (0..c)
+        .map(|i| Work::Get {
+            path: "/profile",
+            bearer: Some(Arc::clone(&users[i % users.len()].access)),
+        })
+        .collect();
+    let outcome = run(args, profile, None).await?;
+    row(args, "(reference) Tessera alone, Bearer: GET /profile", c, &outcome);
     let forward = match nginx_auth {
         Some(addr) => {
             let at = Args { addr, ..args.clone() };
