@@ -12,6 +12,10 @@
 //! right after the scenario) or `NOTE|` (a measured fact or a
 //! ratio); the script assembles them. Usage: `tessera-bench --addr 127.0.0.1:18080 --pid 1234
 //! --label SQLite [--seconds 10] [--connections 64] [--only profile]`.
+//!
+//! The gateway scenarios (`gateway`, `sse`, `streams`; module `gateway`) also take the
+//! addresses of the bench upstream and of nginx in front of it (`--upstream`, `--nginx`,
+//! `--nginx-auth`); `tessera-bench upstream --port N` is that upstream (module `upstream`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +30,9 @@ use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tessera_core::password::{PasswordHasher, PasswordParams};
 use tokio::net::TcpStream;
+
+mod gateway;
+mod upstream;
 
 /// Command-line settings.
 #[derive(Clone, Debug)]
@@ -43,6 +50,18 @@ struct Args {
     hash: PasswordParams,
     /// The server's HASH_WORKERS, for the login overhead ratio.
     hash_workers: Option<usize>,
+    /// The bench upstream (`tessera-bench upstream`) the server's UPSTREAMS points at.
+    upstream: Option<SocketAddr>,
+    /// nginx `proxy_pass` to the upstream, no auth: gateway scenario (a).
+    nginx: Option<SocketAddr>,
+    /// nginx `auth_request` to the server's `/auth/nginx`, then `proxy_pass`: scenario (c).
+    nginx_auth: Option<SocketAddr>,
+    /// Event streams held open through the gateway for the RSS reading.
+    streams: usize,
+    /// Samples of the SSE first-event latency, direct and through the gateway each.
+    sse_samples: usize,
+    /// The upstream's interval between events; the open streams are held for two of them.
+    sse_interval: Duration,
 }
 
 fn parse_args() -> Result<Args> {
@@ -57,6 +76,12 @@ fn parse_args() -> Result<Args> {
         users: 8,
         hash: PasswordParams::default(),
         hash_workers: None,
+        upstream: None,
+        nginx: None,
+        nginx_auth: None,
+        streams: 1000,
+        sse_samples: 300,
+        sse_interval: Duration::from_millis(1000),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +96,14 @@ fn parse_args() -> Result<Args> {
             "--hash-workers" => args.hash_workers = Some(value()?.parse().context("--hash-workers")?),
             "--users" => args.users = value()?.parse().context("--users")?,
             "--only" => args.only = value()?.split(',').map(str::to_owned).collect(),
+            "--upstream" => args.upstream = Some(value()?.parse().context("--upstream")?),
+            "--nginx" => args.nginx = Some(value()?.parse().context("--nginx")?),
+            "--nginx-auth" => args.nginx_auth = Some(value()?.parse().context("--nginx-auth")?),
+            "--streams" => args.streams = value()?.parse().context("--streams")?,
+            "--sse-samples" => args.sse_samples = value()?.parse().context("--sse-samples")?,
+            "--sse-interval-ms" => {
+                args.sse_interval = Duration::from_millis(value()?.parse().context("--sse-interval-ms")?);
+            }
             "--hash" => {
                 let parts: Vec<u32> = value()?
                     .split(',')
@@ -588,6 +621,20 @@ async fn bench(args: Args) -> Result<()> {
             ),
         );
     }
+    if wants("gateway")
+        && let Some(nginx) = args.nginx
+    {
+        gateway::throughput(&args, &users, nginx, args.nginx_auth).await?;
+    }
+    if wants("sse")
+        && let Some(upstream) = args.upstream
+    {
+        gateway::sse_first_event(&args, &users, upstream, args.sse_samples).await?;
+    }
+    if wants("streams") && args.upstream.is_some() {
+        let hold = args.sse_interval * 2 + Duration::from_millis(100);
+        gateway::open_streams(&args, &users, args.streams, hold).await?;
+    }
     if let Some(end) = rss_mib(args.pid) {
         note(&args, &format!("server RSS at the end of the load: {end:.1} MiB"));
     }
@@ -595,6 +642,9 @@ async fn bench(args: Args) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("upstream") {
+        return upstream::main(std::env::args().skip(2));
+    }
     let args = parse_args()?;
     // Two load threads, like `wrk -t2`: the generator shares the machine with the server.
     let runtime = tokio::runtime::Builder::new_multi_thread()
