@@ -243,6 +243,7 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         api_keys: stores.api_keys,
         key_usage: app::api_keys::UsageBuffer::default(),
         profiles: app::identity::ProfileCache::default(),
+        assertions: app::identity::AssertionCache::default(),
         denylist,
         limits,
         redis,

@@ -328,6 +328,10 @@ impl Metrics {
         for kind in GATEWAY_ERROR_KINDS {
             self.gateway_errors.with_label_values(&[name, kind]);
         }
+        for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+            self.gateway_requests.with_label_values(&[name, class]);
+        }
+        self.gateway_duration.with_label_values(&[name]);
         self.gateway_open_streams.with_label_values(&[name]);
     }
 

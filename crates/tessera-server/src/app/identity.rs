@@ -27,6 +27,14 @@ use super::App;
 use super::api_keys::Authenticated;
 use super::error::Error;
 
+/// How long a signed assertion is handed out again for the same caller and audience: half its
+/// lifetime, so an upstream always gets one valid for at least 30 more seconds. Signing is the
+/// dearest step of a proxied request (ES256: over half its CPU), and an assertion is a
+/// short-lived identity token, not a nonce: its `jti` names the token, not the request.
+pub const ASSERTION_REUSE_SECS: i64 = ASSERTION_TTL_SECS / 2;
+/// Assertions kept for reuse; when full, the cache starts over.
+const ASSERTION_CACHE_CAPACITY: usize = 50_000;
+
 /// How long a cached profile (email, account kind) is used before it is read again.
 pub const PROFILE_CACHE_SECS: i64 = 60;
 /// Profiles kept in memory; when full, the cache starts over.
@@ -196,6 +204,49 @@ impl ProfileCache {
     }
 }
 
+/// Signed assertions by everything they say (audience, identity, signing key), each with when
+/// it was issued; reused for [`ASSERTION_REUSE_SECS`].
+#[derive(Default)]
+pub struct AssertionCache {
+    entries: Mutex<HashMap<String, (String, i64)>>,
+}
+
+impl AssertionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, i64)>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &str, now: i64) -> Option<String> {
+        let entries = self.lock();
+        let (assertion, issued_at) = entries.get(key)?;
+        (now >= *issued_at && now - issued_at < ASSERTION_REUSE_SECS).then(|| assertion.clone())
+    }
+
+    fn insert(&self, key: String, assertion: String, issued_at: i64) {
+        let mut entries = self.lock();
+        if entries.len() >= ASSERTION_CACHE_CAPACITY && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (assertion, issued_at));
+    }
+}
+
+/// The cache key of an assertion: every claim that is not a timestamp or the `jti`, and the
+/// key that signs (a rotation takes effect at once).
+fn assertion_key(identity: &Identity, audience: &str, kid: &str) -> String {
+    format!(
+        "{audience}\0{kid}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{:?}",
+        identity.user_id,
+        identity.username,
+        identity.email,
+        identity.roles.join(","),
+        identity.scopes,
+        identity.session_id.as_deref().unwrap_or(""),
+        identity.api_key_id.as_deref().unwrap_or(""),
+        identity.kind,
+    )
+}
+
 impl App {
     /// The identity of an authenticated caller. The profile part (email, account kind) comes
     /// from the cache, read from the store at most once per [`PROFILE_CACHE_SECS`] per user;
@@ -246,6 +297,14 @@ impl App {
     /// set).
     pub fn assertion(&self, identity: &Identity, audience: &str) -> Result<String, Error> {
         let now = self.clock.now();
+        let ring = self.keys.identity.load();
+        let key = ring
+            .signing_key()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no identity signing key")))?;
+        let cache_key = assertion_key(identity, audience, key.kid().as_str());
+        if let Some(assertion) = self.assertions.get(&cache_key, now) {
+            return Ok(assertion);
+        }
         let claims = AssertionClaims {
             iss: &self.config.issuer,
             sub: identity.user_id.to_string(),
@@ -263,11 +322,10 @@ impl App {
             principal: identity.kind,
         };
         let payload = serde_json::to_vec(&claims).map_err(|e| Error::Internal(e.into()))?;
-        let ring = self.keys.identity.load();
-        let key = ring
-            .signing_key()
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no identity signing key")))?;
-        jws::sign(key, Some(TYP_ASSERTION), &payload, &mut OsRng).map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))
+        let assertion = jws::sign(key, Some(TYP_ASSERTION), &payload, &mut OsRng)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))?;
+        self.assertions.insert(cache_key, assertion.clone(), now);
+        Ok(assertion)
     }
 }
 

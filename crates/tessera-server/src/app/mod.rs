@@ -69,6 +69,8 @@ pub struct App {
     pub key_usage: api_keys::UsageBuffer,
     /// Profiles (email, account kind) for the identity the gateway hands on.
     pub profiles: identity::ProfileCache,
+    /// Signed assertions, reused for half their lifetime.
+    pub assertions: identity::AssertionCache,
     /// Revoked tokens and sessions, kept in step across instances.
     pub denylist: Arc<Revocations>,
     /// Rate limiters.

@@ -312,11 +312,16 @@ async fn proxy(
     let mut outgoing = hyper::Request::builder()
         .method(parts.method.clone())
         .uri(uri)
-        .body(Body::new(Watched::new(
-            Limited::new(body, usize::try_from(upstream.max_body_bytes).unwrap_or(usize::MAX)),
-            gateway.idle_timeout,
-            None,
-        )))
+        // No body (most GETs): nothing to limit or watch, and no timer to allocate.
+        .body(if body.is_end_stream() {
+            Body::empty()
+        } else {
+            Body::new(Watched::new(
+                Limited::new(body, usize::try_from(upstream.max_body_bytes).unwrap_or(usize::MAX)),
+                gateway.idle_timeout,
+                None,
+            ))
+        })
         .map_err(|e| AppError::Internal(e.into()))?;
     *outgoing.headers_mut() = headers;
 

@@ -627,3 +627,37 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
     // Identity headers are never believed, whoever sends them.
     assert!(echo["headers"].get("remote-user").is_none(), "{echo}");
 }
+
+/// Signing is the dearest step of a proxied request: an assertion is reused for the same caller
+/// and audience for half its lifetime, never longer, never for another audience or identity.
+#[tokio::test]
+async fn an_assertion_is_reused_for_half_its_lifetime_and_no_further() {
+    let app = crate::helpers::spawn_app_on_manual_clock(|_| {}).await;
+    let (_, login) = app.new_session().await;
+    let now = app.state.clock.now();
+    let claims = app.state.verify_access(&login.access, now).await.unwrap();
+    let caller = tessera_server::app::api_keys::Authenticated {
+        scopes: tessera_core::ScopeSet::from_claim(claims.scope.as_deref()),
+        claims,
+        api_key_id: None,
+        api_key: None,
+    };
+    let identity = app.state.identity(&caller).await.unwrap();
+    let first = app.state.assertion(&identity, "agent").unwrap();
+    app.advance(Duration::from_secs(29));
+    assert_eq!(app.state.assertion(&identity, "agent").unwrap(), first);
+    assert_ne!(
+        app.state.assertion(&identity, "tools").unwrap(),
+        first,
+        "another audience"
+    );
+    let mut narrower = identity.clone();
+    narrower.scopes = tessera_core::ScopeSet::from_claim(Some("profile:read"));
+    assert_ne!(app.state.assertion(&narrower, "agent").unwrap(), first, "other scopes");
+    app.advance(Duration::from_secs(1));
+    let renewed = app.state.assertion(&identity, "agent").unwrap();
+    assert_ne!(renewed, first, "30 s on, a fresh one");
+    let claims: Value =
+        serde_json::from_slice(&tessera_core::b64::decode(renewed.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["iat"].as_i64().unwrap(), app.state.clock.now());
+}
