@@ -302,6 +302,39 @@ describe('browser demo', () => {
     await other.close();
   });
 
+  step('the API keys panel creates a key shown once, lists it without its secret, and revokes it', async () => {
+    await page.fill('#key-name', 'e2e-bot');
+    await page.check('#key-form input[value="profile:read"]');
+    const [created] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${BASE}/api-keys` && r.request().method() === 'POST' && r.status() !== 401),
+      page.click('#key-create'),
+    ]);
+    assert.equal(created.status(), 201);
+    await page.locator('#new-key').waitFor();
+    const key = (await page.locator('#new-key-value').innerText()).trim();
+    assert.match(key, /^tsk_[A-Za-z0-9]{49}$/);
+    const row = page.locator('#api-keys tbody tr').filter({ hasText: 'e2e-bot' });
+    await row.waitFor();
+    const listed = await row.innerText();
+    assert.match(listed, /agent:chat profile:read/);
+    assert.ok(!listed.includes(key), 'the list never shows the secret');
+    assert.ok(listed.includes(key.slice(0, 12)), 'but shows its prefix');
+    // The key works for a program, outside the browser.
+    const asProgram = await fetch(`${BASE}/profile`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(asProgram.status, 200);
+    assert.equal((await asProgram.json()).username, USER.username);
+
+    const [revoked] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/api-keys/') && r.status() !== 401),
+      row.locator('button.revoke-key').click(),
+    ]);
+    assert.equal(revoked.status(), 204);
+    await page.locator('#notice').filter({ hasText: 'API key revoked.' }).waitFor();
+    await row.waitFor({ state: 'detached' });
+    const refused = await fetch(`${BASE}/profile`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(refused.status, 401);
+  });
+
   step('logs out: the cookies are cleared and a protected call fails', async () => {
     const [response] = await Promise.all([
       // (A 401 first is the expired access token, refreshed and retried.)

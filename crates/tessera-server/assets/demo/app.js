@@ -1,4 +1,4 @@
-// Tessera's browser demo: register, log in, chat, sessions, log out.
+// Tessera's browser demo: register, log in, chat, sessions, API keys, log out.
 //
 // Authentication rides on the two HttpOnly cookies the server sets (access_token on Path=/,
 // refresh_token on Path=/refresh); this script never sees them and never stores a token.
@@ -151,6 +151,9 @@ function signedOut(message) {
   $('#signed-out').hidden = false;
   $('#chat-log').replaceChildren();
   $('#sessions tbody').replaceChildren();
+  $('#api-keys tbody').replaceChildren();
+  $('#new-key-value').textContent = '';
+  $('#new-key').hidden = true;
   if (message) showNotice('info', message);
 }
 
@@ -195,6 +198,7 @@ async function onLogin(event) {
   clearNotice();
   signedIn(profile.data.username);
   await loadSessions();
+  await loadKeys();
 }
 
 async function onChat(event) {
@@ -273,6 +277,64 @@ async function endSession(id, current) {
   await loadSessions();
 }
 
+async function loadKeys() {
+  const result = await api('GET', '/api-keys');
+  if (result.status !== 200) {
+    if (csrfToken !== null) showError(result, 'Could not list the API keys');
+    return;
+  }
+  const live = result.data.api_keys.filter((key) => !key.revoked_at);
+  const rows = live.map((key) => {
+    const row = document.createElement('tr');
+    row.dataset.keyId = key.id;
+    const revoke = document.createElement('button');
+    revoke.type = 'button';
+    revoke.className = 'revoke-key';
+    revoke.textContent = 'Revoke';
+    revoke.addEventListener('click', () => revokeKey(key.id));
+    const action = document.createElement('td');
+    action.append(revoke);
+    row.append(
+      cell(key.name),
+      cell(`${key.prefix}…`),
+      cell(key.scopes.join(' ')),
+      cell(formatTime(key.created_at)),
+      cell(key.last_used_at ? formatTime(key.last_used_at) : 'never'),
+      action,
+    );
+    return row;
+  });
+  $('#api-keys tbody').replaceChildren(...rows);
+}
+
+async function onCreateKey(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const name = $('#key-name').value;
+  const scopes = new FormData(form).getAll('scopes');
+  const result = await api('POST', '/api-keys', { name, scopes });
+  if (result.status !== 201) {
+    if (csrfToken !== null) showError(result, 'Could not create the key');
+    return;
+  }
+  clearNotice();
+  form.reset();
+  // The secret is shown once, as text (never as HTML), and forgotten on sign-out.
+  $('#new-key-value').textContent = result.data.key;
+  $('#new-key').hidden = false;
+  await loadKeys();
+}
+
+async function revokeKey(id) {
+  const result = await api('DELETE', `/api-keys/${encodeURIComponent(id)}`);
+  if (result.status !== 204) {
+    if (csrfToken !== null) showError(result, 'Could not revoke the key');
+    return;
+  }
+  showNotice('info', 'API key revoked.');
+  await loadKeys();
+}
+
 async function onLogout(path) {
   const result = await api('POST', path);
   if (result.status !== 200) {
@@ -288,6 +350,7 @@ async function start() {
   $('#login-form').addEventListener('submit', onLogin);
   $('#chat-form').addEventListener('submit', onChat);
   $('#sessions-reload').addEventListener('click', loadSessions);
+  $('#key-form').addEventListener('submit', onCreateKey);
   $('#logout').addEventListener('click', () => onLogout('/logout'));
   $('#logout-all').addEventListener('click', () => onLogout('/logout/all'));
   // A fresh page (a reload, a new tab) has the cookies but no CSRF token yet: the refresh
@@ -300,6 +363,7 @@ async function start() {
     if (profile.status === 200) {
       signedIn(profile.data.username);
       await loadSessions();
+      await loadKeys();
       return;
     }
   }
