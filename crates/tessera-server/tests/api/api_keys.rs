@@ -287,31 +287,49 @@ async fn wait_until_refused(app: &TestApp, key: &str, give_up: Duration) -> Dura
     }
 }
 
+/// The revocation bound (issue 14): keys revoked on A, each cached on B first; B must refuse
+/// each within 5 s. How long it took is printed (p50, p99, and how many were refused by the
+/// very first request after the revoke returned), never asserted against a time.
 #[tokio::test]
 async fn a_key_revoked_on_one_instance_is_refused_by_the_other() {
+    const KEYS: usize = 30;
     let Some(cluster) = services::cluster(&[]).await else {
         return;
     };
     let (a, b) = (&cluster.a, &cluster.b);
     let (_, login) = a.new_session().await;
-    let created = create_key(a, &login.access, json!({ "name": "k", "scopes": ["profile:read"] })).await;
-    let key = created["key"].as_str().unwrap();
-    // B verifies it once and caches it.
-    assert_eq!(profile_status(b, key).await, StatusCode::OK);
-    assert_eq!(profile_status(b, key).await, StatusCode::OK);
-    let started = Instant::now();
-    let revoked = a
-        .delete(&format!("/api-keys/{}", created["id"].as_str().unwrap()))
-        .bearer_auth(&login.access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    let waited = wait_until_refused(b, key, Duration::from_secs(5)).await;
+    let mut waits = Vec::with_capacity(KEYS);
+    let mut first_try = 0;
+    for _ in 0..KEYS {
+        let created = create_key(a, &login.access, json!({ "name": "k", "scopes": ["profile:read"] })).await;
+        let key = created["key"].as_str().unwrap();
+        // B verifies it once and caches it.
+        assert_eq!(profile_status(b, key).await, StatusCode::OK);
+        assert_eq!(profile_status(b, key).await, StatusCode::OK);
+        let revoked = a
+            .delete(&format!("/api-keys/{}", created["id"].as_str().unwrap()))
+            .bearer_auth(&login.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+        let started = Instant::now();
+        if profile_status(b, key).await == StatusCode::UNAUTHORIZED {
+            first_try += 1;
+            waits.push(started.elapsed());
+            continue;
+        }
+        wait_until_refused(b, key, Duration::from_secs(5)).await;
+        waits.push(started.elapsed());
+    }
+    waits.sort_unstable();
+    let at = |q: f64| waits[((waits.len() as f64 - 1.0) * q).round() as usize];
     eprintln!(
-        "revocation bound: instance B refused the key {:?} after the revoke returned ({:?} in all)",
-        waited,
-        started.elapsed()
+        "revocation bound over {KEYS} keys: B refused the key {first_try} times at the first request after the revoke returned; \
+         time to refusal p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        waits[waits.len() - 1]
     );
 }
 
