@@ -180,6 +180,25 @@ fn foreign_cookies(value: &HeaderValue, names: &CookieNames) -> Option<HeaderVal
     }
 }
 
+/// Removes the upstream's `Set-Cookie` headers that name Tessera's own cookies: an upstream
+/// shares the origin, but it must not replace or clear the caller's session.
+fn drop_tessera_cookies(headers: &mut HeaderMap, names: &CookieNames) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|value| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let name = text.split('=').next().unwrap_or("").trim();
+            name != names.access && name != names.refresh
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
@@ -389,6 +408,7 @@ async fn proxy(
 
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    drop_tessera_cookies(&mut parts.headers, &names);
     for (name, value) in &super::limits::headers(&decision) {
         if !parts.headers.contains_key(name) {
             parts.headers.insert(name.clone(), value.clone());
@@ -510,6 +530,26 @@ mod tests {
         assert!(requested_upgrade(&headers).is_none());
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         assert_eq!(requested_upgrade(&headers).unwrap(), "websocket");
+    }
+
+    #[test]
+    fn upstreams_cannot_set_tesseras_cookies() {
+        let names = CookieNames {
+            access: "access_token",
+            refresh: "refresh_token",
+        };
+        let mut headers = HeaderMap::new();
+        for cookie in [
+            "theme=dark; Path=/",
+            "access_token=evil; Path=/; HttpOnly",
+            " refresh_token=; Max-Age=0",
+            "cart=1",
+        ] {
+            headers.append(header::SET_COOKIE, HeaderValue::from_static(cookie));
+        }
+        drop_tessera_cookies(&mut headers, &names);
+        let left: Vec<_> = headers.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(left, ["theme=dark; Path=/", "cart=1"]);
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Upstream {
             .route("/slow", get(slow))
             .route("/ws", get(upgrade))
             .route("/status/{code}", any(status))
+            .route("/cookies", get(cookies))
             .fallback(echo)
             .with_state(Arc::clone(&seen));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,6 +94,15 @@ async fn status(State(seen): State<Arc<Seen>>, axum::extract::Path(code): axum::
     let mut response = axum::Json(json!({ "detail": "from upstream" })).into_response();
     *response.status_mut() = StatusCode::from_u16(code).unwrap();
     response
+}
+
+/// Sets a cookie of its own and tries to replace Tessera's session cookie.
+async fn cookies() -> Response {
+    Response::builder()
+        .header(header::SET_COOKIE, "theme=dark; Path=/")
+        .header(header::SET_COOKIE, "access_token=planted; Path=/; HttpOnly")
+        .body(Body::empty())
+        .unwrap()
 }
 
 /// A body fed by a channel: each message is one frame, sent when it arrives.
@@ -427,6 +437,15 @@ async fn the_upstreams_own_errors_pass_through_untouched() {
         .await,
         2.0
     );
+    // Its own cookies pass; Tessera's session cookie is not the upstream's to set.
+    let response = app
+        .get("/agent/cookies")
+        .bearer_auth(&login.access)
+        .send()
+        .await
+        .unwrap();
+    let set: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(set, ["theme=dark; Path=/"]);
 }
 
 #[tokio::test]
