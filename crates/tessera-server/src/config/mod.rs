@@ -535,6 +535,12 @@ impl Reader<'_> {
 }
 
 impl Config {
+    /// Whether `ip` is one of TRUSTED_PROXIES: the peers whose forwarding headers are believed
+    /// (the client IP, the gateway's `X-Forwarded-*`, forward auth's original request).
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+
     /// Parses and checks every variable. The first invalid one is reported.
     pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
         let r = Reader { vars };

@@ -167,7 +167,7 @@ fn is_trusted_peer(state: &AppState, parts: &Parts) -> bool {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(peer)| state.config.trusted_proxies.iter().any(|net| net.contains(peer.ip())))
+        .is_some_and(|ConnectInfo(peer)| state.config.is_trusted_proxy(peer.ip()))
 }
 
 /// Whether the caller is a browser navigating (it will follow a redirect to a sign-in page),

@@ -297,7 +297,7 @@ async fn proxy(
         set(&mut headers, name, &value);
     }
     set(&mut headers, "x-tessera-assertion", &assertion);
-    let trusted_peer = peer.is_some_and(|peer| state.config.trusted_proxies.iter().any(|net| net.contains(peer)));
+    let trusted_peer = peer.is_some_and(|peer| state.config.is_trusted_proxy(peer));
     let believed = |name: &str| {
         trusted_peer
             .then(|| parts.headers.get(name).and_then(|v| v.to_str().ok()))
