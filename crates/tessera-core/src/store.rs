@@ -84,6 +84,8 @@ pub struct User {
     /// A service account (G3): non-human, owns API keys, never logs in with a password (its
     /// `password_hash` is [`SERVICE_ACCOUNT_PASSWORD_HASH`], which no password matches).
     pub service_account: bool,
+    /// When the owner proved they receive mail at `email` (C2); `None` until then.
+    pub email_verified_at: Option<i64>,
 }
 
 /// The stored password hash of a service account: not a PHC string, so no password verifies.
@@ -173,6 +175,133 @@ pub trait UserStore: Send + Sync {
     async fn create_service_account(&self, name: &str, now: i64) -> Result<User, StoreError>;
     /// Lists the service accounts, oldest first.
     async fn list_service_accounts(&self) -> Result<Vec<User>, StoreError>;
+}
+
+/// What a one-time email token is for (C2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmailTokenPurpose {
+    /// Proves the account's own address.
+    VerifyEmail,
+    /// Proves a new address before it replaces the account's (C1).
+    ChangeEmail,
+    /// Sets a forgotten password.
+    ResetPassword,
+}
+
+impl EmailTokenPurpose {
+    /// Every purpose, for metric label values.
+    pub const ALL: [EmailTokenPurpose; 3] = [
+        EmailTokenPurpose::VerifyEmail,
+        EmailTokenPurpose::ChangeEmail,
+        EmailTokenPurpose::ResetPassword,
+    ];
+
+    /// The stored name (`verify_email`, `change_email`, `reset_password`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailTokenPurpose::VerifyEmail => "verify_email",
+            EmailTokenPurpose::ChangeEmail => "change_email",
+            EmailTokenPurpose::ResetPassword => "reset_password",
+        }
+    }
+
+    /// The purpose of a stored name.
+    pub fn from_name(name: &str) -> Option<EmailTokenPurpose> {
+        EmailTokenPurpose::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A one-time token about to be mailed (C2). Only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmailToken {
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+    /// Whose it is.
+    pub user_id: i64,
+    /// What it is for.
+    pub purpose: EmailTokenPurpose,
+    /// The address it is sent to: the account's, or the new one of an email change.
+    pub email: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A live one-time token, as found by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    /// Whose it is.
+    pub user_id: i64,
+    /// What it is for.
+    pub purpose: EmailTokenPurpose,
+    /// The address it was sent to.
+    pub email: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What redeeming a token does, in the transaction that consumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption<'a> {
+    /// Marks the account's address verified, if it is still the address the token was sent to.
+    VerifyEmail,
+    /// Replaces the account's address with the token's (now verified); `email_normalized` is
+    /// its normal form. Another account holding it is [`StoreError::Conflict`].
+    ChangeEmail {
+        /// The normal form of the token's address.
+        email_normalized: &'a str,
+    },
+    /// Sets a new password hash and revokes every live session of the account.
+    ResetPassword {
+        /// argon2id PHC string.
+        password_hash: &'a str,
+    },
+}
+
+impl Redemption<'_> {
+    /// The purpose a token must have to be redeemed this way.
+    pub fn purpose(&self) -> EmailTokenPurpose {
+        match self {
+            Redemption::VerifyEmail => EmailTokenPurpose::VerifyEmail,
+            Redemption::ChangeEmail { .. } => EmailTokenPurpose::ChangeEmail,
+            Redemption::ResetPassword { .. } => EmailTokenPurpose::ResetPassword,
+        }
+    }
+}
+
+/// What a redeemed token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redeemed {
+    /// Whose token it was.
+    pub user_id: i64,
+    /// The token's address.
+    pub email: String,
+    /// The account's address before an email change (the one to tell); otherwise the same.
+    pub previous_email: String,
+    /// Sessions a password reset revoked (their access tokens must be refused).
+    pub revoked_sessions: Vec<String>,
+}
+
+/// One-time tokens sent by mail (C2): verification, email change, password reset. Each is
+/// single use, lives until `expires_at`, and is stored only as a hash.
+#[async_trait]
+pub trait EmailTokenStore: Send + Sync {
+    /// Stores a new token, and in the same transaction deletes every older token of the same
+    /// account and purpose (a new link voids the old ones) and every expired token.
+    async fn issue_email_token(&self, token: NewEmailToken) -> Result<(), StoreError>;
+    /// The live (unexpired, unused) token with this hash, without consuming it.
+    async fn find_email_token(&self, token_hash: &[u8], now: i64) -> Result<Option<EmailToken>, StoreError>;
+    /// Consumes the live token with this hash and purpose and applies `redemption`, in one
+    /// transaction: either both happen or neither. `None` (nothing changed) when there is no
+    /// such live token, or its account is gone, disabled, or (verification) no longer has the
+    /// token's address. Redeeming also deletes the account's other tokens of the purpose.
+    async fn redeem_email_token(
+        &self,
+        token_hash: &[u8],
+        redemption: Redemption<'_>,
+        now: i64,
+    ) -> Result<Option<Redeemed>, StoreError>;
 }
 
 /// A login session: one refresh-token family (B2). The session id is the `sid` claim of every

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tessera_core::store::{
-    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession,
-    NewUser, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
+    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, EmailToken, EmailTokenStore, InsertCondition, KeyPurpose,
+    KeyStore, KeyUsage, NewEmailToken, NewSession, NewUser, Redeemed, Redemption, RefreshRotation, Rotation,
+    RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
 };
 
 /// Each probe ping gives up after this long (the pool's own acquire timeout is longer).
@@ -356,5 +357,27 @@ impl ApiKeyStore for Guarded<dyn ApiKeyStore> {
 
     async fn record_usage(&self, usage: &[KeyUsage]) -> Result<(), StoreError> {
         self.breaker.call(self.inner.record_usage(usage)).await
+    }
+}
+
+#[async_trait]
+impl EmailTokenStore for Guarded<dyn EmailTokenStore> {
+    async fn issue_email_token(&self, token: NewEmailToken) -> Result<(), StoreError> {
+        self.breaker.call(self.inner.issue_email_token(token)).await
+    }
+
+    async fn find_email_token(&self, token_hash: &[u8], now: i64) -> Result<Option<EmailToken>, StoreError> {
+        self.breaker.call(self.inner.find_email_token(token_hash, now)).await
+    }
+
+    async fn redeem_email_token(
+        &self,
+        token_hash: &[u8],
+        redemption: Redemption<'_>,
+        now: i64,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        self.breaker
+            .call(self.inner.redeem_email_token(token_hash, redemption, now))
+            .await
     }
 }

@@ -34,8 +34,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, InsertCondition, KeyPurpose, KeyStore, KeyUsage, NewSession,
-    NewUser, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
+    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, EmailToken, EmailTokenPurpose, EmailTokenStore, InsertCondition,
+    KeyPurpose, KeyStore, KeyUsage, NewEmailToken, NewSession, NewUser, Redeemed, Redemption, RefreshRotation,
+    Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
     check_account_then_rotate,
 };
 
@@ -215,6 +216,7 @@ struct UserRow {
     created_at: i64,
     disabled_at: Option<i64>,
     kind: String,
+    email_verified_at: Option<i64>,
 }
 
 impl From<UserRow> for User {
@@ -227,11 +229,12 @@ impl From<UserRow> for User {
             created_at: row.created_at,
             disabled_at: row.disabled_at,
             service_account: row.kind == SERVICE_KIND,
+            email_verified_at: row.email_verified_at,
         }
     }
 }
 
-const USER_COLUMNS: &str = "id, email, username, password_hash, created_at, disabled_at, kind";
+const USER_COLUMNS: &str = "id, email, username, password_hash, created_at, disabled_at, kind, email_verified_at";
 /// `users.kind` of a service account (migration 0006).
 const SERVICE_KIND: &str = "service";
 
@@ -1158,5 +1161,194 @@ where
             self.wrote(done)?;
         }
         Ok(())
+    }
+}
+
+#[derive(FromRow)]
+struct EmailTokenRow {
+    user_id: i64,
+    purpose: String,
+    email: String,
+    expires_at: i64,
+}
+
+impl TryFrom<EmailTokenRow> for EmailToken {
+    type Error = StoreError;
+
+    fn try_from(row: EmailTokenRow) -> Result<EmailToken, StoreError> {
+        Ok(EmailToken {
+            user_id: row.user_id,
+            purpose: EmailTokenPurpose::from_name(&row.purpose)
+                .ok_or_else(|| StoreError::Internal(format!("email token: bad purpose {}", row.purpose)))?,
+            email: row.email,
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> EmailTokenStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn issue_email_token(&self, token: NewEmailToken) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let issued = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query("DELETE FROM email_tokens WHERE (user_id = $1 AND purpose = $2) OR expires_at <= $3")
+                .bind(token.user_id)
+                .bind(token.purpose.as_str())
+                .bind(token.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO email_tokens (token_hash, user_id, purpose, email, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(token.token_hash.as_slice())
+            .bind(token.user_id)
+            .bind(token.purpose.as_str())
+            .bind(token.email.as_str())
+            .bind(token.created_at)
+            .bind(token.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        let issued = issued.await;
+        if issued.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(issued.map_err(store_error))
+    }
+
+    async fn find_email_token(&self, token_hash: &[u8], now: i64) -> Result<Option<EmailToken>, StoreError> {
+        let rows = sqlx::query_as::<_, EmailTokenRow>(
+            "SELECT user_id, purpose, email, expires_at FROM email_tokens WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        first(rows).map(EmailToken::try_from).transpose()
+    }
+
+    async fn redeem_email_token(
+        &self,
+        token_hash: &[u8],
+        redemption: Redemption<'_>,
+        now: i64,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        let purpose = redemption.purpose().as_str();
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let redeemed = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let token = first(
+                sqlx::query_as::<_, (i64, String)>(
+                    "DELETE FROM email_tokens WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
+                     RETURNING user_id, email",
+                )
+                .bind(token_hash)
+                .bind(purpose)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+            let Some((user_id, email)) = token else {
+                return Ok(None);
+            };
+            let previous = first(
+                sqlx::query_scalar::<_, String>("SELECT email FROM users WHERE id = $1 AND disabled_at IS NULL")
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+            let Some(previous_email) = previous else {
+                return Ok(None);
+            };
+            let mut revoked_sessions = Vec::new();
+            let applied = match redemption {
+                Redemption::VerifyEmail => sqlx::query_scalar::<_, i64>(
+                    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) \
+                     WHERE id = $2 AND email = $3 RETURNING id",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(email.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .len(),
+                Redemption::ChangeEmail { email_normalized } => {
+                    let changed = sqlx::query_scalar::<_, i64>(
+                        "UPDATE users SET email = $1, email_normalized = $2, email_verified_at = $3 \
+                         WHERE id = $4 RETURNING id",
+                    )
+                    .bind(email.as_str())
+                    .bind(email_normalized)
+                    .bind(now)
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .len();
+                    // Links to verify the old address mean nothing now.
+                    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = 'verify_email'")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    changed
+                }
+                Redemption::ResetPassword { password_hash } => {
+                    let changed =
+                        sqlx::query_scalar::<_, i64>("UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id")
+                            .bind(password_hash)
+                            .bind(user_id)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .len();
+                    revoked_sessions = sqlx::query_scalar::<_, String>(
+                        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 \
+                         AND revoked_at IS NULL AND expires_at > $1 RETURNING id",
+                    )
+                    .bind(now)
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    changed
+                }
+            };
+            if applied == 0 {
+                return Ok(None);
+            }
+            sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
+                .bind(user_id)
+                .bind(purpose)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(Redeemed {
+                user_id,
+                email,
+                previous_email,
+                revoked_sessions,
+            }))
+        };
+        let redeemed: Result<Option<Redeemed>, sqlx::Error> = redeemed.await;
+        if redeemed.is_err() {
+            conn.close_on_drop();
+        }
+        match redeemed {
+            Err(error) => self.wrote(Err(user_write_error::<D>(error))),
+            ok => self.wrote(ok.map_err(store_error)),
+        }
     }
 }

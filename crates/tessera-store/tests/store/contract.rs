@@ -5,8 +5,9 @@ use std::sync::Arc;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    ApiKey, ApiKeyStore, KeyPurpose, KeyStore, KeyUsage, NewSession, NewUser, RefreshRotation, Rotation,
-    RotationOutcome, SessionStore, StorageFault, StoreError, StoredKey, UserStore,
+    ApiKey, ApiKeyStore, EmailTokenPurpose, EmailTokenStore, KeyPurpose, KeyStore, KeyUsage, NewEmailToken, NewSession,
+    NewUser, Redemption, RefreshRotation, Rotation, RotationOutcome, SessionStore, StorageFault, StoreError, StoredKey,
+    UserStore,
 };
 
 fn new_user(email: &str, username: &str) -> NewUser {
@@ -1117,4 +1118,207 @@ pub async fn account_deletion_contract(users: &dyn UserStore, sessions: &dyn Ses
         "purged"
     );
     assert!(sessions.revoke(kept.id, "keep-a", 500).await.unwrap());
+}
+
+fn email_token(hash: u8, user_id: i64, purpose: EmailTokenPurpose, email: &str, now: i64) -> NewEmailToken {
+    NewEmailToken {
+        token_hash: vec![hash; 32],
+        user_id,
+        purpose,
+        email: email.into(),
+        created_at: now,
+        expires_at: now + 100,
+    }
+}
+
+pub async fn email_token_contract(users: &dyn UserStore, sessions: &dyn SessionStore, tokens: &dyn EmailTokenStore) {
+    use EmailTokenPurpose::{ChangeEmail, ResetPassword, VerifyEmail};
+    let user = users.create(new_user("mail@example.com", "mailer")).await.unwrap();
+    let other = users.create(new_user("taken@example.com", "other")).await.unwrap();
+    assert_eq!(user.email_verified_at, None, "a new account is unverified");
+
+    // Verification: found without being consumed, then redeemed exactly once.
+    tokens
+        .issue_email_token(email_token(1, user.id, VerifyEmail, "mail@example.com", 100))
+        .await
+        .unwrap();
+    let found = tokens.find_email_token(&[1; 32], 150).await.unwrap().expect("live");
+    assert_eq!(
+        (found.user_id, found.purpose, found.email.as_str()),
+        (user.id, VerifyEmail, "mail@example.com")
+    );
+    assert!(
+        tokens.find_email_token(&[1; 32], 150).await.unwrap().is_some(),
+        "finding consumes nothing"
+    );
+    assert_eq!(
+        tokens
+            .redeem_email_token(&[1; 32], Redemption::ResetPassword { password_hash: "x" }, 150)
+            .await
+            .unwrap(),
+        None,
+        "a token is redeemed only for its purpose"
+    );
+    let redeemed = tokens
+        .redeem_email_token(&[1; 32], Redemption::VerifyEmail, 150)
+        .await
+        .unwrap()
+        .expect("redeemed");
+    assert_eq!(redeemed.user_id, user.id);
+    assert_eq!(
+        users.find_by_id(user.id).await.unwrap().unwrap().email_verified_at,
+        Some(150)
+    );
+    assert_eq!(
+        tokens
+            .redeem_email_token(&[1; 32], Redemption::VerifyEmail, 151)
+            .await
+            .unwrap(),
+        None,
+        "single use"
+    );
+    assert_eq!(tokens.find_email_token(&[1; 32], 151).await.unwrap(), None);
+
+    // Expiry.
+    tokens
+        .issue_email_token(email_token(2, user.id, VerifyEmail, "mail@example.com", 200))
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens.find_email_token(&[2; 32], 300).await.unwrap(),
+        None,
+        "expired at expires_at"
+    );
+    assert_eq!(
+        tokens
+            .redeem_email_token(&[2; 32], Redemption::VerifyEmail, 300)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A new token voids the older ones of the same purpose, not those of another.
+    tokens
+        .issue_email_token(email_token(3, user.id, ResetPassword, "mail@example.com", 400))
+        .await
+        .unwrap();
+    tokens
+        .issue_email_token(email_token(4, user.id, VerifyEmail, "mail@example.com", 400))
+        .await
+        .unwrap();
+    tokens
+        .issue_email_token(email_token(5, user.id, ResetPassword, "mail@example.com", 401))
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens.find_email_token(&[3; 32], 402).await.unwrap(),
+        None,
+        "voided by the newer one"
+    );
+    assert!(tokens.find_email_token(&[4; 32], 402).await.unwrap().is_some());
+
+    // A reset sets the hash and revokes every live session, in one go.
+    for id in ["mail-a", "mail-b"] {
+        sessions
+            .create(new_session(id, user.id, &format!("{id}-j"), 400))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let reset = tokens
+        .redeem_email_token(&[5; 32], Redemption::ResetPassword { password_hash: "$new" }, 410)
+        .await
+        .unwrap()
+        .expect("redeemed");
+    let mut revoked = reset.revoked_sessions.clone();
+    revoked.sort();
+    assert_eq!(revoked, vec!["mail-a".to_owned(), "mail-b".to_owned()]);
+    assert_eq!(users.find_by_id(user.id).await.unwrap().unwrap().password_hash, "$new");
+    assert!(sessions.find("mail-a").await.unwrap().unwrap().revoked_at.is_some());
+
+    // An email change replaces the address (verified); the old address's links go with it.
+    tokens
+        .issue_email_token(email_token(6, user.id, ChangeEmail, "New@example.com", 500))
+        .await
+        .unwrap();
+    let changed = tokens
+        .redeem_email_token(
+            &[6; 32],
+            Redemption::ChangeEmail {
+                email_normalized: "new@example.com",
+            },
+            510,
+        )
+        .await
+        .unwrap()
+        .expect("redeemed");
+    assert_eq!(
+        (changed.email.as_str(), changed.previous_email.as_str()),
+        ("New@example.com", "mail@example.com")
+    );
+    let now_user = users.find_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now_user.email.as_str(), now_user.email_verified_at),
+        ("New@example.com", Some(510))
+    );
+    assert!(users.find_by_login("new@example.com").await.unwrap().is_some());
+    assert_eq!(
+        tokens.find_email_token(&[4; 32], 510).await.unwrap(),
+        None,
+        "old address's verification voided"
+    );
+    // A verification link for an address the account no longer has changes nothing.
+    tokens
+        .issue_email_token(email_token(7, user.id, VerifyEmail, "mail@example.com", 520))
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens
+            .redeem_email_token(&[7; 32], Redemption::VerifyEmail, 521)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // An address another account took meanwhile is a conflict, and nothing is consumed.
+    tokens
+        .issue_email_token(email_token(8, user.id, ChangeEmail, "taken@example.com", 600))
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens
+            .redeem_email_token(
+                &[8; 32],
+                Redemption::ChangeEmail {
+                    email_normalized: "taken@example.com"
+                },
+                601
+            )
+            .await,
+        Err(StoreError::Conflict("email"))
+    );
+    assert!(
+        tokens.find_email_token(&[8; 32], 602).await.unwrap().is_some(),
+        "rolled back whole"
+    );
+    assert_eq!(
+        users.find_by_id(other.id).await.unwrap().unwrap().email,
+        "taken@example.com"
+    );
+
+    // A disabled account's tokens redeem nothing; a deleted account's tokens are gone.
+    tokens
+        .issue_email_token(email_token(9, other.id, ResetPassword, "taken@example.com", 700))
+        .await
+        .unwrap();
+    assert!(users.set_disabled(other.id, Some(701)).await.unwrap());
+    assert_eq!(
+        tokens
+            .redeem_email_token(&[9; 32], Redemption::ResetPassword { password_hash: "$x" }, 702)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(users.delete_account(other.id, 703, 0).await.unwrap().is_some());
+    assert_eq!(tokens.find_email_token(&[9; 32], 704).await.unwrap(), None);
 }
