@@ -25,6 +25,7 @@ pub mod config;
 pub mod hashing;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod metrics;
 pub mod release;
 pub mod revocation;
@@ -41,7 +42,7 @@ use rand::rngs::OsRng;
 use tessera_core::jwt::Validation;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
 
-use tessera_core::store::{ApiKeyStore, KeyStore, RateLimiter, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, EmailTokenStore, KeyStore, RateLimiter, SessionStore, UserStore};
 use tessera_store::breaker;
 use tessera_store::memory::MemoryRateLimiter;
 use tessera_store::postgres::PgStore;
@@ -77,6 +78,7 @@ struct Stores {
     sessions: Arc<dyn SessionStore>,
     keys: Arc<dyn KeyStore>,
     api_keys: Arc<dyn ApiKeyStore>,
+    email_tokens: Arc<dyn EmailTokenStore>,
 }
 
 /// One database's store under each of its trait objects.
@@ -85,6 +87,7 @@ type StoreHandles = (
     Arc<dyn SessionStore>,
     Arc<dyn KeyStore>,
     Arc<dyn ApiKeyStore>,
+    Arc<dyn EmailTokenStore>,
 );
 
 /// How often the breaker's probe pings a database found unavailable (see
@@ -94,14 +97,14 @@ pub const DATABASE_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Opens the stores of `database`, each behind the same circuit breaker: once a call finds the
 /// database unavailable, calls fail at once (503) until a background ping succeeds.
 async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
-    let (users, sessions, keys, api_keys): StoreHandles = match database {
+    let (users, sessions, keys, api_keys, email_tokens): StoreHandles = match database {
         Database::Sqlite(path) => {
             let store = Arc::new(
                 SqliteStore::open(path)
                     .await
                     .with_context(|| format!("could not open the database at {}", path.display()))?,
             );
-            (store.clone(), store.clone(), store.clone(), store)
+            (store.clone(), store.clone(), store.clone(), store.clone(), store)
         }
         Database::Postgres(url) => {
             let store = Arc::new(
@@ -109,7 +112,7 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
                     .await
                     .with_context(|| format!("could not connect to DATABASE_URL {database}"))?,
             );
-            (store.clone(), store.clone(), store.clone(), store)
+            (store.clone(), store.clone(), store.clone(), store.clone(), store)
         }
     };
     let guarded = breaker::guard(users, sessions, keys, DATABASE_PROBE_INTERVAL);
@@ -117,7 +120,8 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
         users: guarded.users,
         sessions: guarded.sessions,
         keys: guarded.keys,
-        api_keys: Arc::new(breaker::Guarded::new(api_keys, guarded.breaker)),
+        api_keys: Arc::new(breaker::Guarded::new(api_keys, Arc::clone(&guarded.breaker))),
+        email_tokens: Arc::new(breaker::Guarded::new(email_tokens, guarded.breaker)),
     })
 }
 
@@ -163,13 +167,14 @@ pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Res
 /// the store (its pool) to make the running server's database full or read-only.
 pub async fn build_with_store<S>(config: Config, store: Arc<S>) -> anyhow::Result<Built>
 where
-    S: UserStore + SessionStore + KeyStore + ApiKeyStore + 'static,
+    S: UserStore + SessionStore + KeyStore + ApiKeyStore + EmailTokenStore + 'static,
 {
     let stores = Stores {
         users: store.clone(),
         sessions: store.clone(),
         keys: store.clone(),
-        api_keys: store,
+        api_keys: store.clone(),
+        email_tokens: store,
     };
     build_on(config, stores, SystemClock::shared()).await
 }
@@ -236,6 +241,7 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         .normalize_stored_emails()
         .await
         .context("could not normalise the stored email addresses")?;
+    let metrics = Metrics::new().context("could not register metrics")?;
     let state = Arc::new(App {
         users: stores.users,
         sessions: stores.sessions,
@@ -252,7 +258,9 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         validation,
         token_cache: TokenCache::new(config.token_cache_size),
         shared_token_cache,
-        metrics: Metrics::new().context("could not register metrics")?,
+        email_tokens: stores.email_tokens,
+        mailer: mail::Mailer::start(&config.mail, &metrics)?,
+        metrics,
         config,
         clock,
     });

@@ -13,7 +13,15 @@ use prometheus::{
 };
 
 /// The `route` label values of `auth_rate_limited_total`: the rate-limit buckets.
-pub const RATE_LIMITED_ROUTES: [&str; 6] = ["login", "login_account", "register", "api", "quota", "gateway"];
+pub const RATE_LIMITED_ROUTES: [&str; 7] = [
+    "login",
+    "login_account",
+    "register",
+    "api",
+    "quota",
+    "gateway",
+    "mail_ip",
+];
 
 /// The `kind` label values of `tessera_gateway_upstream_errors_total`.
 pub const GATEWAY_ERROR_KINDS: [&str; 5] = ["connect", "timeout", "broken", "body_too_large", "idle"];
@@ -85,7 +93,26 @@ pub struct Metrics {
     /// `tessera_forward_auth_total{endpoint,outcome}`: forward-auth answers (G2), by endpoint
     /// ([`FORWARD_AUTH_ENDPOINTS`]) and outcome ([`FORWARD_AUTH_OUTCOMES`]).
     pub forward_auth: IntCounterVec,
+    /// `tessera_mail_sent_total{kind}`: mails handed to the SMTP server (or written to a file).
+    pub mail_sent: IntCounterVec,
+    /// `tessera_mail_send_failures_total{kind}`: failed send attempts (each retry counts).
+    pub mail_failures: IntCounterVec,
+    /// `tessera_mail_dropped_total{reason}`: mails never sent ([`MAIL_DROP_REASONS`]).
+    pub mail_dropped: IntCounterVec,
+    /// `tessera_mail_queue`: mails waiting to be sent or retried.
+    pub mail_queue: IntGauge,
+    /// `tessera_email_tokens_total{purpose,result}`: one-time mail tokens issued, redeemed,
+    /// refused.
+    pub email_tokens: IntCounterVec,
 }
+
+/// The `kind` label values of the mail metrics.
+pub const MAIL_KINDS: [&str; 4] = ["verify_email", "change_email", "email_changed", "reset_password"];
+/// The `reason` label values of `tessera_mail_dropped_total`: the queue was full, every retry
+/// failed, or the address's send limit (RATE_LIMIT_MAIL_ADDRESS) was reached.
+pub const MAIL_DROP_REASONS: [&str; 3] = ["queue_full", "gave_up", "limited"];
+/// The `result` label values of `tessera_email_tokens_total`.
+pub const EMAIL_TOKEN_RESULTS: [&str; 3] = ["issued", "redeemed", "invalid"];
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> prometheus::Result<T> {
     registry.register(Box::new(metric.clone()))?;
@@ -287,6 +314,50 @@ impl Metrics {
                     &["endpoint", "outcome"],
                 )?,
             )?,
+            mail_sent: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_mail_sent_total",
+                        "Mails sent (or written to files without SMTP_URL), by kind.",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
+            mail_failures: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_mail_send_failures_total",
+                        "Failed mail send attempts, by kind; each retry counts.",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
+            mail_dropped: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_mail_dropped_total",
+                        "Mails never sent: queue full, every retry failed, or the address's send limit reached.",
+                    ),
+                    &["reason"],
+                )?,
+            )?,
+            mail_queue: register(
+                &registry,
+                IntGauge::new("tessera_mail_queue", "Mails waiting to be sent or retried.")?,
+            )?,
+            email_tokens: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_email_tokens_total",
+                        "One-time mail tokens (verification, email change, password reset) by purpose and result.",
+                    ),
+                    &["purpose", "result"],
+                )?,
+            )?,
             registry,
         };
         metrics.declare_label_values();
@@ -315,6 +386,18 @@ impl Metrics {
             self.storage_errors.with_label_values(&[fault.as_str()]);
         }
         self.backend_up.with_label_values(&["database"]).set(1);
+        for kind in MAIL_KINDS {
+            self.mail_sent.with_label_values(&[kind]);
+            self.mail_failures.with_label_values(&[kind]);
+        }
+        for reason in MAIL_DROP_REASONS {
+            self.mail_dropped.with_label_values(&[reason]);
+        }
+        for purpose in tessera_core::store::EmailTokenPurpose::ALL {
+            for result in EMAIL_TOKEN_RESULTS {
+                self.email_tokens.with_label_values(&[purpose.as_str(), result]);
+            }
+        }
         for endpoint in FORWARD_AUTH_ENDPOINTS {
             for outcome in FORWARD_AUTH_OUTCOMES {
                 self.forward_auth.with_label_values(&[endpoint, outcome]);

@@ -75,6 +75,12 @@ pub enum Error {
     /// The action needs a person's signed-in session, not an API key (a password change).
     #[error("session required")]
     SessionRequired,
+    /// Login before the address is verified (EMAIL_VERIFICATION=required).
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// A mailed link's token is unknown, used or expired.
+    #[error("invalid mail token")]
+    InvalidMailToken,
     /// Nothing of that id belongs to the caller.
     #[error("not found")]
     NotFound,

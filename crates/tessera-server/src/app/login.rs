@@ -146,6 +146,11 @@ impl App {
             tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "disabled", "login to a disabled account");
             return Err(Error::AccountDisabled);
         }
+        // Only after the password: the refusal tells nothing to someone without it.
+        if !self.email_verified_enough(&user) {
+            tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "email_not_verified", "login before the email address was verified");
+            return Err(Error::EmailNotVerified);
+        }
         let mut tokens = self.start_session(&user, client).await.inspect_err(|error| {
             if matches!(error, Error::AccountDisabled) {
                 // Disabled between the check above and the session insert (`users disable`

@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod authenticate;
+pub mod email;
 pub mod error;
 pub mod forward_auth;
 pub mod identity;
@@ -33,7 +34,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
 use tessera_core::keys::{KeyRing, SignError};
-use tessera_core::store::{ApiKeyStore, Denylist, KeyStore, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, Denylist, EmailTokenStore, KeyStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
 use crate::clock::SharedClock;
@@ -65,6 +66,10 @@ pub struct App {
     pub key_store: Arc<dyn KeyStore>,
     /// API keys (G3).
     pub api_keys: Arc<dyn ApiKeyStore>,
+    /// One-time mail tokens (C2).
+    pub email_tokens: Arc<dyn EmailTokenStore>,
+    /// Outgoing mail (C2).
+    pub mailer: crate::mail::Mailer,
     /// Last uses of API keys not yet written (flushed in batches).
     pub key_usage: api_keys::UsageBuffer,
     /// Profiles (email, account kind) for the identity the gateway hands on.

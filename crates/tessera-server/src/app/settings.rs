@@ -33,7 +33,7 @@ impl App {
     /// Checks that `caller` is a person's session and that `password` is the account's: the
     /// re-authentication a password change and an account deletion ask for, counted against
     /// the account's login limit. `field` names the password field in a refusal.
-    async fn reauthenticate(
+    pub(super) async fn reauthenticate(
         &self,
         caller: &Authenticated,
         password: Zeroizing<String>,

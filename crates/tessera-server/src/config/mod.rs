@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 
 pub mod dotenv;
 pub mod gateway;
+pub mod mail;
 pub mod secrets;
 pub mod strength;
 pub mod vars;
@@ -178,6 +179,12 @@ pub fn redact_url(url: &str) -> String {
 pub struct ServiceUrl(String);
 
 impl ServiceUrl {
+    /// A URL as given (tests and programmatic set-up; the variables are checked by
+    /// [`Config::from_vars`]).
+    pub fn new(url: impl Into<String>) -> ServiceUrl {
+        ServiceUrl(url.into())
+    }
+
     /// The URL itself, for connecting. Callers must not log it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -354,6 +361,12 @@ pub struct Config {
     pub gateway_assertion_audience: Option<String>,
     /// `Domain` attribute of the session cookies (COOKIE_DOMAIN); `None` = host-only.
     pub cookie_domain: Option<String>,
+    /// The base of every link Tessera mails (PUBLIC_URL).
+    pub public_url: mail::PublicUrl,
+    /// Whether accounts must prove their address (EMAIL_VERIFICATION).
+    pub email_verification: mail::EmailVerification,
+    /// How mail leaves (SMTP_URL, SMTP_FROM, ...).
+    pub mail: mail::MailConfig,
 }
 
 /// A variable map: the environment, with `.env` underneath.
@@ -727,6 +740,9 @@ impl Config {
             .filter(|a| !a.is_empty())
             .map(str::to_owned);
 
+        let public_url = mail::public_url(&r, bind)?;
+        let mail_config = mail::mail(&r, &data_dir, &public_url)?;
+
         let log_level = match r.choice(&vars::LOG_LEVEL)? {
             "TRACE" => "trace",
             "DEBUG" => "debug",
@@ -854,6 +870,9 @@ impl Config {
             gateway_signin_url,
             gateway_assertion_audience,
             cookie_domain,
+            email_verification: mail::email_verification(&r)?,
+            mail: mail_config,
+            public_url,
         };
         Ok(config)
     }

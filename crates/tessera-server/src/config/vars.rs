@@ -39,6 +39,8 @@ pub enum Group {
     Logging,
     /// The gateway: the built-in reverse proxy (G1) and forward auth (G2).
     Gateway,
+    /// Mail: verification, email change and password reset links (C2).
+    Mail,
 }
 
 impl Group {
@@ -55,6 +57,7 @@ impl Group {
             Group::Hashing => "Password hashing",
             Group::Logging => "Logging",
             Group::Gateway => "Gateway",
+            Group::Mail => "Mail",
         }
     }
 }
@@ -690,6 +693,63 @@ declare! {
         rule: Rule::Text,
         show: |c| c.cookie_domain.clone().unwrap_or_else(|| "(unset: host-only cookies)".to_owned()),
         help: "`Domain` attribute of the session cookies (e.g. `example.com`), so the subdomains behind forward auth share one sign-in; refused with `COOKIE_PREFIXES=on` (`__Host-` forbids `Domain`), and `auto` then means off",
+    }
+
+    /// The base of mailed links.
+    PUBLIC_URL {
+        group: Group::Mail,
+        default: DefaultValue::Derived("`http://$BIND_ADDR`"),
+        rule: Rule::Text,
+        show: |c| c.public_url.to_string(),
+        help: "the address people reach Tessera at (`https://auth.example.com`): the base of every link in a mail (reset, verification). Never taken from a request's `Host` header; set it whenever mail is on",
+    }
+    /// The SMTP server.
+    SMTP_URL {
+        group: Group::Mail,
+        default: DefaultValue::Unset("mails are written as files to `$DATA_DIR/mail/`"),
+        rule: Rule::Text,
+        show: |c| c.mail.smtp_url.as_ref().map_or_else(|| format!("(unset: files in {})", c.mail.dir.display()), ToString::to_string),
+        help: "`smtps://user:password@smtp.example.com:465` (TLS from the start) or `smtp://host:587` (STARTTLS when offered; add `?tls=required` to insist). Sends are queued and retried with backoff; requests never wait for them",
+    }
+    /// The sender.
+    SMTP_FROM {
+        group: Group::Mail,
+        default: DefaultValue::Derived("`no-reply@<host of PUBLIC_URL>`"),
+        rule: Rule::Text,
+        show: |c| c.mail.from.to_string(),
+        help: "the `From` of every mail: `Tessera <no-reply@example.com>`",
+    }
+    /// SMTP timeout.
+    SMTP_TIMEOUT_SECS {
+        group: Group::Mail,
+        default: DefaultValue::Literal("10"),
+        rule: Rule::Int { min: 1, max: 300 },
+        show: |c| c.mail.smtp_timeout.as_secs().to_string(),
+        help: "one SMTP exchange gives up after this many seconds (then the send is retried later)",
+    }
+    /// Email verification.
+    EMAIL_VERIFICATION {
+        group: Group::Mail,
+        default: DefaultValue::Literal("optional"),
+        rule: Rule::Choice { options: &["required", "optional", "off"], aliases: &[] },
+        show: |c| c.email_verification.as_str().to_owned(),
+        help: "`optional`: sign-up mails a verification link; `required`: also refuses login (403 `email_not_verified`) until it is followed; `off`: no verification mail",
+    }
+    /// Mails per address.
+    RATE_LIMIT_MAIL_ADDRESS {
+        group: Group::Mail,
+        default: DefaultValue::Literal("3/10minute;10/day"),
+        rule: Rule::RateLimit,
+        show: |c| c.mail.rate_limit_address.to_string(),
+        help: "mails sent to one address (reset, verification); over it, requests still get the same answer but nothing is sent",
+    }
+    /// Mail requests per IP.
+    RATE_LIMIT_MAIL_IP {
+        group: Group::Mail,
+        default: DefaultValue::Literal("10/minute;50/hour"),
+        rule: Rule::RateLimit,
+        show: |c| c.mail.rate_limit_ip.to_string(),
+        help: "requests that send mail (`/password/forgot`, `/email/verify/resend`, `/account/email`) from one IP; over it, 429",
     }
 }
 

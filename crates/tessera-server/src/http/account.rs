@@ -78,6 +78,7 @@ struct RegisterResponse {
 pub(super) async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    lang: Lang,
     headers: HeaderMap,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> AppResult<Response> {
@@ -95,6 +96,9 @@ pub(super) async fn register(
         password,
     };
     let (user, decision) = state.register(registration, &ip).await?;
+    state
+        .send_sign_up_verification(&user, super::email::mail_lang(lang), &ip)
+        .await;
     let body = RegisterResponse {
         user_id: user.id,
         email: user.email,

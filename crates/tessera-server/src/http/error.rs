@@ -38,6 +38,10 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 403: the action needs a person's signed-in session, not an API key (C1).
     SessionRequired,
+    /// 403: login before the address is verified, with EMAIL_VERIFICATION=required (C2).
+    EmailNotVerified,
+    /// 400: a mailed link's token is unknown, used or expired (C2).
+    InvalidLink,
     /// 403: refused for another reason: a forward-auth role rule is not met, or forward auth
     /// was asked by a peer that is not a trusted proxy (G2); the message says which.
     Forbidden,
@@ -73,7 +77,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -83,6 +87,8 @@ impl ErrorCode {
         ErrorCode::CsrfFailed,
         ErrorCode::InsufficientScope,
         ErrorCode::SessionRequired,
+        ErrorCode::EmailNotVerified,
+        ErrorCode::InvalidLink,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
@@ -103,7 +109,7 @@ impl ErrorCode {
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest | ErrorCode::InvalidLink => StatusCode::BAD_REQUEST,
             ErrorCode::NotAuthenticated
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
@@ -111,7 +117,8 @@ impl ErrorCode {
             ErrorCode::AccountDisabled
             | ErrorCode::CsrfFailed
             | ErrorCode::InsufficientScope
-            | ErrorCode::SessionRequired => StatusCode::FORBIDDEN,
+            | ErrorCode::SessionRequired
+            | ErrorCode::EmailNotVerified => StatusCode::FORBIDDEN,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -140,6 +147,8 @@ impl ErrorCode {
             ErrorCode::CsrfFailed => "csrf_failed",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::SessionRequired => "session_required",
+            ErrorCode::EmailNotVerified => "email_not_verified",
+            ErrorCode::InvalidLink => "invalid_link",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -291,6 +300,8 @@ impl From<app::Error> for AppError {
             app::Error::CrossSite => AppError::CrossSite,
             app::Error::NotFound => AppError::Code(ErrorCode::NotFound),
             app::Error::SessionRequired => AppError::Code(ErrorCode::SessionRequired),
+            app::Error::EmailNotVerified => AppError::Code(ErrorCode::EmailNotVerified),
+            app::Error::InvalidMailToken => AppError::Code(ErrorCode::InvalidLink),
             app::Error::Conflict(field) => AppError::Conflict(field),
             app::Error::Unavailable { retry_after, reason } => AppError::Unavailable { retry_after, reason },
             app::Error::StorageUnavailable { fault, detail } => AppError::StorageUnavailable { fault, detail },

@@ -126,6 +126,30 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "此操作需要使用密码登录的会话，API 密钥不能执行",
         ),
         "password_changed" => ("Password changed", "密码已修改"),
+        "email_not_verified" => (
+            "Verify your email address first: follow the link we mailed you, or ask for a new one",
+            "请先验证邮箱地址：打开我们发送给您的邮件中的链接，或重新发送验证邮件",
+        ),
+        "invalid_link" => (
+            "This link is not valid: it was used already, has expired, or a newer one was sent",
+            "此链接无效：它已被使用、已过期，或已发送了更新的链接",
+        ),
+        "mail_sent_if_account" => (
+            "If an account uses this address, a mail with a link is on its way",
+            "如果有账户使用此邮箱地址，带链接的邮件正在发送中",
+        ),
+        "password_reset" => (
+            "Password set; every session was signed out",
+            "密码已设置，所有会话均已退出登录",
+        ),
+        "email_verified" => ("Email address verified", "邮箱地址已验证"),
+        "email_changed" => ("Email address changed", "邮箱地址已更改"),
+        "email_change_sent" => (
+            "A link to confirm the new address is on its way to it; the account keeps its address until then",
+            "确认新地址的链接已发送到该地址；在确认之前，账户仍使用原地址",
+        ),
+        "verification_sent" => ("A new verification link is on its way", "新的验证链接正在发送中"),
+        "already_verified" => ("This email address is verified already", "此邮箱地址已验证"),
         "bad_gateway" => (
             "The upstream service could not be reached, please retry",
             "无法连接上游服务，请稍后重试",

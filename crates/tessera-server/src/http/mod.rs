@@ -11,6 +11,7 @@ mod api_keys;
 pub mod auth;
 pub mod cookies;
 mod demo;
+mod email;
 pub mod error;
 pub mod extract;
 mod forward_auth;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(sessions::router(&state))
         .merge(settings::router(&state))
+        .merge(email::router(&state))
         .merge(profile::router(&state))
         .merge(echo.unwrap_or_default())
         .merge(api_keys::router(&state))
@@ -193,9 +195,24 @@ async fn request_id(State(state): State<AppState>, mut req: Request, next: Next)
     response
 }
 
+/// The pages a mailed link opens (C2): `GET` with `?token=` is how a link works, and the page
+/// redeems nothing (only its POST does, with the token in the body). The only exemptions from
+/// [`refuse_credentials_in_query`].
+pub const LINK_PAGES: [&str; 2] = ["/password/reset", "/email/verify"];
+
+/// Whether a request is a mailed link being opened: `GET`/`HEAD` of a [`LINK_PAGES`] path whose
+/// query is just `token=...` (anything else credential-like is still refused).
+fn is_link_page(req: &Request) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && LINK_PAGES.contains(&req.uri().path())
+        && req.uri().query().is_some_and(|query| {
+            form_urlencoded::parse(query.as_bytes()).all(|(key, _)| key == "token" || key == "lang")
+        })
+}
+
 /// Refuses any request that carries credentials in its query string (B6).
 async fn refuse_credentials_in_query(req: Request, next: Next) -> Response {
-    if req.uri().query().is_some_and(has_credentials_in_query) {
+    if req.uri().query().is_some_and(has_credentials_in_query) && !is_link_page(&req) {
         let lang = Lang::from_headers(req.headers());
         return RenderedError {
             message_key: Some("credentials_in_query"),

@@ -44,6 +44,8 @@ pub(super) struct FullProfile {
     id: i64,
     #[schema(format = Email)]
     email: String,
+    /// Whether the owner followed a verification link for `email` (C2).
+    email_verified: bool,
     username: String,
     /// RFC 3339 UTC.
     #[schema(format = DateTime)]
@@ -106,6 +108,7 @@ pub(super) async fn profile_full(State(state): State<AppState>, user: AuthUser) 
     Ok(Json(FullProfile {
         id: account.id,
         email: account.email,
+        email_verified: account.email_verified_at.is_some(),
         username: account.username,
         created_at: crate::http::rfc3339(account.created_at),
     }))

@@ -19,6 +19,8 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/logout/all", Scope::SessionsWrite),
     ("POST", "/account/password", Scope::SessionsWrite),
     ("DELETE", "/account", Scope::SessionsWrite),
+    ("POST", "/account/email", Scope::SessionsWrite),
+    ("POST", "/email/verify/resend", Scope::SessionsWrite),
     ("POST", "/agent/chat", Scope::AgentChat),
     ("GET", "/api-keys", Scope::ProfileRead),
     ("POST", "/api-keys", Scope::KeysWrite),

@@ -3,7 +3,8 @@
 //! infrastructure modules know neither, and no import cycle exists between modules.
 //!
 //! Layers, lowest first: infrastructure (`clock`, `config`, `backends`, `hashing`, `keys`,
-//! `metrics`, `revocation`, `token_cache`, `api_key_cache`, `telemetry`, `release`), then `app`,
+//! `metrics`, `revocation`, `token_cache`, `api_key_cache`, `telemetry`, `release`, `mail`), then
+//! `app`,
 //! then `http`, then `cli`;
 //! `lib.rs` and `main.rs` compose them. A module imports only from its own layer or below.
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 fn layer_of(module: &str) -> Option<u8> {
     match module {
         "clock" | "config" | "backends" | "hashing" | "keys" | "metrics" | "revocation" | "token_cache"
-        | "api_key_cache" | "telemetry" | "release" => Some(0),
+        | "api_key_cache" | "telemetry" | "release" | "mail" => Some(0),
         "app" => Some(1),
         "http" => Some(2),
         "cli" => Some(3),

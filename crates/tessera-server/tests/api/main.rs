@@ -27,6 +27,7 @@ mod layers;
 mod load;
 mod login;
 mod logout;
+mod mail;
 mod metrics;
 mod observability;
 mod openapi;

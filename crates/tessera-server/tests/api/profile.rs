@@ -26,7 +26,7 @@ async fn full_profile_returns_the_account_record() {
     let response = app.get_bearer("/profile/full", &login.access).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_keys(&body, &["id", "email", "username", "created_at"]);
+    assert_keys(&body, &["id", "email", "email_verified", "username", "created_at"]);
     assert_eq!(body["id"], user.id);
     assert_eq!(body["email"], user.email.as_str());
     assert_eq!(body["username"], user.username.as_str());
