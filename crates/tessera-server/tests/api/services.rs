@@ -294,6 +294,8 @@ pub async fn spawn_with_config(config: Config) -> TestApp {
     spawn_app_with(move |c| {
         let data_dir = c.data_dir.clone();
         *c = config;
+        // The outbox follows the data directory (it was derived from the default `./data`).
+        c.mail.dir = data_dir.join("mail");
         c.data_dir = data_dir;
     })
     .await
