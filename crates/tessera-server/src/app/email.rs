@@ -346,6 +346,11 @@ impl App {
             return Err(Error::NotFound);
         }
         if let Some(caller) = caller {
+            // Signed in, the link goes to the caller's own address; an address in the body is
+            // still checked (a malformed request is refused, whoever sends it).
+            if let Some(email) = email {
+                Self::parse_email("email", email)?;
+            }
             if caller.api_key_id.is_some() || caller.claims.sid.is_empty() {
                 return Err(Error::SessionRequired);
             }

@@ -217,8 +217,9 @@ pub(super) async fn verify_email(
 /// `POST /email/verify/resend`, signed out.
 #[derive(Deserialize, ToSchema)]
 pub(super) struct ResendRequest {
-    /// The address to send a new link to, when not signed in (ignored when signed in).
-    #[schema(value_type = String, format = Email, max_length = 254)]
+    /// The address to send a new link to, when not signed in (checked but not used when signed
+    /// in; null or absent is the same).
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
     email: Option<String>,
 }
 

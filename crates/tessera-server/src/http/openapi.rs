@@ -436,20 +436,23 @@ fn docs_page_doc() {}
 #[allow(dead_code)] // The annotation's carrier: `utoipa-swagger-ui` serves the route.
 fn docs_asset_doc() {}
 
-/// Request bodies that may be left out: `POST /refresh` with no body uses the refresh cookie.
-/// (`#[utoipa::path]` marks every declared body required.)
+/// Request bodies that may be left out: `POST /refresh` with no body uses the refresh cookie;
+/// `POST /email/verify/resend` signed in needs none. (`#[utoipa::path]` marks every declared
+/// body required.)
 struct OptionalBodies;
 
 impl Modify for OptionalBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let body = openapi
-            .paths
-            .paths
-            .get_mut("/refresh")
-            .and_then(|item| item.post.as_mut())
-            .and_then(|operation| operation.request_body.as_mut());
-        if let Some(body) = body {
-            body.required = Some(utoipa::openapi::Required::False);
+        for path in ["/refresh", "/email/verify/resend"] {
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut());
+            if let Some(body) = body {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
         }
     }
 }

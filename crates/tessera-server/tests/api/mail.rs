@@ -445,6 +445,15 @@ async fn required_verification_refuses_login_until_the_link_is_followed() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // A malformed address is refused even signed in (where the body's address is not used).
+    let response = app
+        .post("/email/verify/resend")
+        .bearer_auth(&login.access)
+        .json(&json!({ "email": format!("a@{}.example", "b".repeat(300)) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]

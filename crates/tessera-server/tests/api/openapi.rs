@@ -299,6 +299,10 @@ async fn every_documented_status_has_a_schema_and_errors_have_the_unified_shape(
     assert!(login_body.contains_key("application/json"));
     assert!(login_body.contains_key("application/x-www-form-urlencoded"));
     assert_eq!(doc["paths"]["/refresh"]["post"]["requestBody"]["required"], false);
+    assert_eq!(
+        doc["paths"]["/email/verify/resend"]["post"]["requestBody"]["required"],
+        false
+    );
 }
 
 /// The `src` and `href` attribute values of an HTML page.
