@@ -13,7 +13,10 @@
 # with the token cache on, then off), and the gateway (SQLite server with UPSTREAMS; the same
 # bench upstream behind (a) nginx proxy_pass, (b) Tessera's gateway, (c) nginx auth_request to
 # Tessera's /auth/nginx when the server has it; SSE first-event latency; RSS with many open
-# streams; needs Debian's `nginx`).
+# streams; needs Debian's `nginx`). Next to the SQLite and PostgreSQL+Redis servers, the same
+# `/profile` and `/agent/chat` are measured on the bare baseline (`tessera-bench bare`: hyper and
+# an HS256 check, nothing else), and every row gives the server's CPU time per request (from
+# /proc/PID/stat), so the table shows what Tessera's stack costs on top of the thinnest server.
 #
 # Options: --smoke, --seconds N, --connections N, --backends "sqlite pg eddsa gateway",
 #          --streams N (streams held open through the gateway; 1000),
@@ -65,8 +68,9 @@ work="$(mktemp -d)"
 server_pid=""
 upstream_pid=""
 nginx_pid=""
+bare_pid=""
 cleanup() {
-  for pid in "$server_pid" "$upstream_pid" "$nginx_pid"; do
+  for pid in "$server_pid" "$upstream_pid" "$nginx_pid" "$bare_pid"; do
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   done
   rm -rf "$work"
@@ -213,11 +217,18 @@ stop_pid() { # the name of a variable holding a pid
   printf -v "$1" '%s' ""
 }
 
+# The bare baseline, for the SQLite and PostgreSQL+Redis rows (started once, measured in each).
+bare_port=$((port + 90))
+"$loadgen" bare --port "$bare_port" >"$work/bare.log" 2>&1 &
+bare_pid=$!
+wait_for_port "$bare_port" "$bare_pid" "the bare baseline" || exit 1
+bare=(--bare "127.0.0.1:$bare_port" --bare-pid "$bare_pid")
+
 for backend in $backends; do
   case "$backend" in
     sqlite)
       start_server sqlite
-      drive SQLite
+      drive SQLite "${bare[@]}"
       stop_server ;;
     eddsa)
       start_server eddsa ALGORITHM=EdDSA
@@ -232,7 +243,7 @@ for backend in $backends; do
       db="${pg_url##*/}"
       psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >&2
       start_server pg DATABASE_URL="$pg_url" REDIS_URL="$redis_url" REDIS_KEY_PREFIX="tessera-bench-$$:"
-      drive "PostgreSQL+Redis"
+      drive "PostgreSQL+Redis" "${bare[@]}"
       stop_server
       redis-cli -u "$redis_url" --scan --pattern "tessera-bench-$$:*" | xargs -r redis-cli -u "$redis_url" del >/dev/null || true ;;
     gateway)
@@ -271,8 +282,8 @@ done
   echo "Load before the run ended: $(uptime | sed 's/.*load average/load average/')"
   echo "Run: ${seconds} s per scenario after a warm-up, $connections connections (login: $login_connections), $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "| backend | scenario | conns | req/s | p50 ms | p99 ms | non-2xx | RSS after, MiB |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| backend | scenario | conns | req/s | p50 ms | p99 ms | non-2xx | server CPU us/req | RSS after, MiB |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   grep '^ROW|' "$results" | sed 's/^ROW//; s/$/|/'
   echo
   grep '^NOTE|' "$results" | sed 's/^NOTE|/- /'

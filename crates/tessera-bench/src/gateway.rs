@@ -171,6 +171,7 @@ pub async fn sse_first_event(args: &Args, users: &[Account], upstream: SocketAdd
         p50_ms: percentile(latencies, 0.50),
         p99_ms: percentile(latencies, 0.99),
         tally: super::Tally::default(),
+        cpu_us: None,
     };
     let direct_outcome = summary(&direct, direct_time);
     let mut gateway_outcome = summary(&gateway, gateway_time);
@@ -286,6 +287,7 @@ pub async fn open_streams(args: &Args, users: &[Account], streams: usize, hold: 
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         tally,
+        cpu_us: None,
     };
     row(
         args,

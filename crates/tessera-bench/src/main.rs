@@ -8,14 +8,18 @@
 //! runs at the same time as a fixed-rate `/profile` stream whose latency is measured from the
 //! moment each request was due (no coordinated omission).
 //!
-//! Output lines start with `ROW|` (a table row, `|`-separated, ending with the server's RSS
-//! right after the scenario) or `NOTE|` (a measured fact or a
-//! ratio); the script assembles them. Usage: `tessera-bench --addr 127.0.0.1:18080 --pid 1234
+//! Output lines start with `ROW|` (a table row, `|`-separated: the server's CPU time per
+//! request over the scenario, read from `/proc/PID/stat`, then its RSS right after the
+//! scenario) or `NOTE|` (a measured fact or a ratio); the script assembles them. Usage: `tessera-bench --addr 127.0.0.1:18080 --pid 1234
 //! --label SQLite [--seconds 10] [--connections 64] [--only profile]`.
 //!
 //! The gateway scenarios (`gateway`, `sse`, `streams`; module `gateway`) also take the
 //! addresses of the bench upstream and of nginx in front of it (`--upstream`, `--nginx`,
 //! `--nginx-auth`); `tessera-bench upstream --port N` is that upstream (module `upstream`).
+//!
+//! `--bare ADDR --bare-pid PID` adds the bare baseline (`tessera-bench bare`, module `bare`):
+//! the same `/profile` and `/agent/chat` contract on a bare hyper server, measured in the same
+//! run, with the ratio of CPU per request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use hyper_util::rt::TokioIo;
 use tessera_core::password::{PasswordHasher, PasswordParams};
 use tokio::net::TcpStream;
 
+mod bare;
 mod gateway;
 mod upstream;
 
@@ -62,6 +67,8 @@ struct Args {
     sse_samples: usize,
     /// The upstream's interval between events; the open streams are held for two of them.
     sse_interval: Duration,
+    /// The bare baseline (`tessera-bench bare`) and its pid.
+    bare: Option<(SocketAddr, Option<u32>)>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -82,7 +89,9 @@ fn parse_args() -> Result<Args> {
         streams: 1000,
         sse_samples: 300,
         sse_interval: Duration::from_millis(1000),
+        bare: None,
     };
+    let mut bare_pid = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -99,6 +108,8 @@ fn parse_args() -> Result<Args> {
             "--upstream" => args.upstream = Some(value()?.parse().context("--upstream")?),
             "--nginx" => args.nginx = Some(value()?.parse().context("--nginx")?),
             "--nginx-auth" => args.nginx_auth = Some(value()?.parse().context("--nginx-auth")?),
+            "--bare" => args.bare = Some((value()?.parse().context("--bare")?, None)),
+            "--bare-pid" => bare_pid = Some(value()?.parse().context("--bare-pid")?),
             "--streams" => args.streams = value()?.parse().context("--streams")?,
             "--sse-samples" => args.sse_samples = value()?.parse().context("--sse-samples")?,
             "--sse-interval-ms" => {
@@ -121,6 +132,9 @@ fn parse_args() -> Result<Args> {
             }
             other => bail!("unknown argument {other}"),
         }
+    }
+    if let Some((_, pid)) = &mut args.bare {
+        *pid = bare_pid;
     }
     if args.connections == 0 || args.login_connections == 0 || args.users == 0 || args.seconds <= 0.0 {
         bail!("--connections, --login-connections, --users and --seconds must be positive");
@@ -196,6 +210,8 @@ enum Work {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    /// Every answer, warm-up included (the CPU reading spans the warm-up too).
+    answered: u64,
     ok: u64,
     failed: u64,
     statuses: Vec<u16>,
@@ -206,6 +222,7 @@ impl Tally {
     fn merge(&mut self, other: Tally) {
         self.latencies_us.extend(other.latencies_us);
         self.ok += other.ok;
+        self.answered += other.answered;
         self.failed += other.failed;
         for status in other.statuses {
             if !self.statuses.contains(&status) {
@@ -257,6 +274,7 @@ async fn drive(
             Work::Login { json } => conn.send(Method::POST, "/login", None, Some(json.clone())).await?,
         };
         let finished = Instant::now();
+        tally.answered += 1;
         let success = status.is_success();
         if success {
             match &mut work {
@@ -294,6 +312,35 @@ struct Outcome {
     p50_ms: f64,
     p99_ms: f64,
     tally: Tally,
+    /// The server's CPU time (user + system, all threads) per answered request, microseconds.
+    cpu_us: Option<f64>,
+}
+
+/// The CPU time a process has used so far (user + system, every thread), in seconds, from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; Linux's USER_HZ is 100 on every common target).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|t: &f64| *t > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {
@@ -313,6 +360,7 @@ async fn run(args: &Args, works: Vec<Work>, interval: Option<Duration>) -> Resul
     let measure_from = start + warmup;
     let until = measure_from + measured;
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds(args.pid);
     let tasks: Vec<_> = works
         .into_iter()
         .map(|work| tokio::spawn(drive(args.addr, work, measure_from, until, interval, Arc::clone(&stop))))
@@ -321,12 +369,17 @@ async fn run(args: &Args, works: Vec<Work>, interval: Option<Duration>) -> Resul
     for task in tasks {
         total.merge(task.await??);
     }
+    let cpu_us = match (cpu_before, cpu_seconds(args.pid)) {
+        (Some(before), Some(after)) if total.answered > 0 => Some((after - before) * 1e6 / total.answered as f64),
+        _ => None,
+    };
     total.latencies_us.sort_unstable();
     Ok(Outcome {
         rps: total.ok as f64 / measured.as_secs_f64(),
         p50_ms: percentile(&total.latencies_us, 0.50),
         p99_ms: percentile(&total.latencies_us, 0.99),
         tally: total,
+        cpu_us,
     })
 }
 
@@ -340,9 +393,10 @@ fn row(args: &Args, scenario: &str, connections: usize, outcome: &Outcome) {
         format!("{} ({})", outcome.tally.failed, codes.join(","))
     };
     let rss = rss_mib(args.pid).map_or_else(|| "-".to_owned(), |mib| format!("{mib:.1}"));
+    let cpu = outcome.cpu_us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
     println!(
-        "ROW|{}|{}|{}|{:.0}|{:.2}|{:.2}|{}|{}",
-        args.label, scenario, connections, outcome.rps, outcome.p50_ms, outcome.p99_ms, failed, rss
+        "ROW|{}|{}|{}|{:.0}|{:.2}|{:.2}|{}|{}|{}",
+        args.label, scenario, connections, outcome.rps, outcome.p50_ms, outcome.p99_ms, failed, cpu, rss
     );
 }
 
@@ -472,6 +526,8 @@ async fn bench(args: Args) -> Result<()> {
     let c = args.connections;
     let mut healthz_rps = None;
     let mut profile = None;
+    let mut profile_cpu = None;
+    let mut chat_cpu = None;
 
     let healthz_works = || {
         vec![
@@ -505,6 +561,7 @@ async fn bench(args: Args) -> Result<()> {
             );
         }
         profile = Some(outcome.rps);
+        profile_cpu = outcome.cpu_us;
     }
     if wants("profile_key") {
         // The same route with an API key instead of an access token: the key cache's hot path.
@@ -536,6 +593,10 @@ async fn bench(args: Args) -> Result<()> {
             .collect();
         let outcome = run(&args, works, None).await?;
         row(&args, "POST /agent/chat", c, &outcome);
+        chat_cpu = outcome.cpu_us;
+    }
+    if let Some((addr, pid)) = args.bare {
+        bare_baseline(&args, addr, pid, profile_cpu, chat_cpu).await?;
     }
     let mut seeds = Vec::new();
     if wants("login") {
@@ -641,9 +702,72 @@ async fn bench(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The bare baseline's `/profile` and `/agent/chat` with the same connections, and the ratio
+/// of the server's CPU per request to the baseline's (issue [8/9]'s measure: what the stack
+/// costs on top of an HTTP server and a token check).
+async fn bare_baseline(
+    args: &Args,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    profile_cpu: Option<f64>,
+    chat_cpu: Option<f64>,
+) -> Result<()> {
+    let mut conn = Conn::open(addr).await?;
+    let (status, token) = conn.send(Method::GET, "/token", None, None).await?;
+    if status != StatusCode::OK {
+        bail!("the bare baseline's /token answered {status}");
+    }
+    let token: Arc<str> = String::from_utf8(token.to_vec())?.into();
+    let at_bare = Args {
+        addr,
+        pid,
+        label: format!("{} (bare baseline)", args.label),
+        ..args.clone()
+    };
+    let c = args.connections;
+    let ratio = |ours: Option<f64>, bare: Option<f64>| match (ours, bare) {
+        (Some(ours), Some(bare)) if bare > 0.0 => format!("{:.2}", ours / bare),
+        _ => "-".to_owned(),
+    };
+    let profile = (0..c)
+        .map(|_| Work::Get {
+            path: "/profile",
+            bearer: Some(Arc::clone(&token)),
+        })
+        .collect();
+    let outcome = run(&at_bare, profile, None).await?;
+    row(&at_bare, "GET /profile (bare hyper + HS256)", c, &outcome);
+    note(
+        args,
+        &format!(
+            "CPU per request, /profile / bare baseline = {} (target <= 1.3 on SQLite, <= 1.5 on PostgreSQL+Redis)",
+            ratio(profile_cpu, outcome.cpu_us)
+        ),
+    );
+    let chat = (0..c)
+        .map(|_| Work::Post {
+            path: "/agent/chat",
+            bearer: Some(Arc::clone(&token)),
+            json: Bytes::from_static(br#"{"message":"hello"}"#),
+        })
+        .collect();
+    let outcome = run(&at_bare, chat, None).await?;
+    row(&at_bare, "POST /agent/chat (bare hyper + HS256)", c, &outcome);
+    note(
+        args,
+        &format!(
+            "CPU per request, /agent/chat / bare baseline = {} (same targets)",
+            ratio(chat_cpu, outcome.cpu_us)
+        ),
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("upstream") {
-        return upstream::main(std::env::args().skip(2));
+    match std::env::args().nth(1).as_deref() {
+        Some("upstream") => return upstream::main(std::env::args().skip(2)),
+        Some("bare") => return bare::main(std::env::args().skip(2)),
+        _ => {}
     }
     let args = parse_args()?;
     // Two load threads, like `wrk -t2`: the generator shares the machine with the server.
