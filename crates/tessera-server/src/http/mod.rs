@@ -23,6 +23,8 @@ mod jwks;
 pub mod limits;
 mod metrics;
 pub mod openapi;
+mod page_text;
+mod pages;
 mod profile;
 pub mod scopes;
 pub mod serve;
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())
+        .merge(pages::router())
         .merge(openapi::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
