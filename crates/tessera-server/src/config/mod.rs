@@ -354,7 +354,7 @@ pub struct Config {
     pub gateway_domains: Domains,
     /// Forward-auth rules: host and path prefix -> required role or scope (GATEWAY_RULES).
     pub gateway_rules: Rules,
-    /// The sign-in page forward auth redirects browsers to (GATEWAY_SIGNIN_URL); `None` = `/`
+    /// The sign-in page forward auth redirects browsers to (GATEWAY_SIGNIN_URL); `None` = `/signin`
     /// on the original request's origin.
     pub gateway_signin_url: Option<AbsoluteUrl>,
     /// `aud` of forward auth's assertions (GATEWAY_ASSERTION_AUDIENCE); `None` = the original

@@ -676,10 +676,10 @@ declare! {
     /// Where forward auth sends a browser without a session.
     GATEWAY_SIGNIN_URL {
         group: Group::Gateway,
-        default: DefaultValue::Derived("`/` on the origin of the original request"),
+        default: DefaultValue::Derived("`/signin` on the origin of the original request"),
         rule: Rule::Text,
-        show: |c| c.gateway_signin_url.as_ref().map_or_else(|| "(unset: / on the original request's origin)".to_owned(), ToString::to_string),
-        help: "absolute http(s) URL of the sign-in page forward auth redirects browsers to, with `rd=<original URL>` added (Tessera's demo page `/` for now; issue 16 brings real sign-in pages)",
+        show: |c| c.gateway_signin_url.as_ref().map_or_else(|| "(unset: /signin on the original request's origin)".to_owned(), ToString::to_string),
+        help: "absolute http(s) URL of the sign-in page forward auth redirects browsers to, with `rd=<original URL>` added; Tessera's hosted sign-in page follows `rd` back once signed in (docs/PAGES.md)",
     }
     /// `aud` of the assertions forward auth returns.
     GATEWAY_ASSERTION_AUDIENCE {
