@@ -320,6 +320,25 @@ describe('hosted pages', () => {
     assert.equal(refused.status, 401);
   });
 
+  step('the email address changes once the link mailed to the new address is followed', async () => {
+    // The address was verified above: asking for a new link says so.
+    await page.click('#resend-verification');
+    await page.locator('#resend-notice').filter({ hasText: 'verified already' }).waitFor();
+
+    const newEmail = `pages-new-${run}@example.com`;
+    await page.fill('#new-email', newEmail);
+    await page.fill('#email-password', USER.password);
+    await page.click('#email-form button[type=submit]');
+    await page.locator('#email-form .notice').filter({ hasText: 'A link to confirm the new address' }).waitFor();
+    const link = await mailedLink(newEmail, '/email/verify');
+    await page.goto(link);
+    await page.getByRole('button', { name: 'Verify my email address' }).click();
+    await page.locator('#verify-form .notice[data-kind=ok]').filter({ hasText: 'Email address changed' }).waitFor();
+    USER.email = newEmail;
+    await page.goto('/account/settings');
+    await page.locator('#account-email').filter({ hasText: newEmail }).waitFor();
+  });
+
   step('signing out goes to the sign-in page and ends the session', async () => {
     await Promise.all([page.waitForURL(/\/signin\?/), page.click('#signout')]);
     assert.equal((await pageFetch(page, '/profile')).status, 401);
