@@ -312,7 +312,7 @@ const PARAM_LANG: &str = "`en` or `zh`; unset: from `Accept-Language`.";
     path = "/signin",
     tag = "pages",
     params(
-        ("lang" = Option<String>, Query, description = PARAM_LANG),
+        ("lang" = Option<String>, Query, description = PARAM_LANG, pattern = "^(en|zh)$"),
         ("return_to" = Option<String>, Query, description = "Where to go once signed in: a path on this origin \
             (one leading `/`) or an https URL on a domain of GATEWAY_DOMAINS; anything else: `/account/settings`."),
         ("rd" = Option<String>, Query, description = "Forward auth's name for `return_to` (used when `return_to` is absent)."),
@@ -391,7 +391,7 @@ pub(super) async fn signin(
     path = "/signup",
     tag = "pages",
     params(
-        ("lang" = Option<String>, Query, description = PARAM_LANG),
+        ("lang" = Option<String>, Query, description = PARAM_LANG, pattern = "^(en|zh)$"),
         ("return_to" = Option<String>, Query, description = "Passed on to the sign-in link shown once the account exists."),
     ),
     responses(
@@ -484,7 +484,7 @@ pub(super) async fn signup(
     get,
     path = "/password/forgot",
     tag = "pages",
-    params(("lang" = Option<String>, Query, description = PARAM_LANG)),
+    params(("lang" = Option<String>, Query, description = PARAM_LANG, pattern = "^(en|zh)$")),
     responses(
         (status = 200, description = "The page.", body = String, content_type = "text/html"),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -555,8 +555,8 @@ fn link_token(params: &Params) -> AppResult<String> {
     path = "/password/reset",
     tag = "pages",
     params(
-        ("token" = String, Query, description = "The token of the mailed link."),
-        ("lang" = Option<String>, Query, description = PARAM_LANG),
+        ("token" = String, Query, description = "The token of the mailed link.", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+        ("lang" = Option<String>, Query, description = PARAM_LANG, pattern = "^(en|zh)$"),
     ),
     responses(
         (status = 200, description = "The page.", body = String, content_type = "text/html"),
@@ -631,8 +631,8 @@ pub(super) async fn reset(
     path = "/email/verify",
     tag = "pages",
     params(
-        ("token" = String, Query, description = "The token of the mailed link."),
-        ("lang" = Option<String>, Query, description = PARAM_LANG),
+        ("token" = String, Query, description = "The token of the mailed link.", pattern = "^[A-Za-z0-9_-]{1,128}$"),
+        ("lang" = Option<String>, Query, description = PARAM_LANG, pattern = "^(en|zh)$"),
     ),
     responses(
         (status = 200, description = "The page.", body = String, content_type = "text/html"),
@@ -697,7 +697,7 @@ fn section(id: &str, heading: &str, hint: Option<&str>, content: &str) -> String
     get,
     path = "/account/settings",
     tag = "pages",
-    params(("lang" = Option<String>, Query, description = PARAM_LANG)),
+    params(("lang" = Option<String>, Query, description = PARAM_LANG, pattern = "^(en|zh)$")),
     responses(
         (status = 200, description = "The page.", body = String, content_type = "text/html"),
         (status = 422, response = super::openapi::ValidationFailed),

@@ -262,6 +262,24 @@ async fn link_pages_need_a_plausible_token_and_refuse_other_credentials() {
     }
     let response = app.get("/password/reset?token=abc&password=x").send().await.unwrap();
     assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+    // The POST reads the token from its body only: a token in its URL is refused; methods the
+    // path does not serve are 405, as on every route.
+    let response = app
+        .post("/password/reset?token=abc")
+        .json(&json!({ "token": "abc", "new_password": "violet harbour lantern 42" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+    for method in [reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::TRACE] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/email/verify?token=abc&lang=en"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    }
     // Every other page refuses a credential in its query, as every route does.
     let response = app.get("/signin?password=x").send().await.unwrap();
     assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
