@@ -138,6 +138,9 @@ describe('browser demo', () => {
     assert.equal(headers['x-frame-options'], 'DENY');
     await page.locator('#status').filter({ hasText: 'Signed out' }).waitFor();
     assert.equal(await page.locator('#signed-out').isVisible(), true);
+    // The hosted pages (C4) are one link away.
+    const links = await page.locator('#hosted-pages a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+    assert.deepEqual(links, ['/signin', '/signup', '/account/settings']);
     assert.equal(await page.locator('#notice').isVisible(), false);
   });
 

@@ -280,6 +280,78 @@ impl fmt::Display for Domains {
     }
 }
 
+/// Where a hosted page (C4: `/signin?return_to=`) may send the browser once it is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReturnTarget {
+    /// A path on Tessera's own origin: starts with exactly one `/`.
+    Path(String),
+    /// An absolute URL on a domain of `GATEWAY_DOMAINS`.
+    Absolute(AbsoluteUrl),
+}
+
+impl ReturnTarget {
+    /// The target as the browser should be given it.
+    pub fn as_location(&self) -> String {
+        match self {
+            ReturnTarget::Path(path) => path.clone(),
+            ReturnTarget::Absolute(url) => url.to_string(),
+        }
+    }
+}
+
+/// Whether a same-origin path is one every browser reads as a path on this origin. The
+/// whole text must be printable ASCII without `\` (browsers read `\` as `/`, and drop tabs and
+/// newlines, so `/\evil.com` and `/\t/evil.com` would become `//evil.com`); it must start with
+/// one `/` and not two (`//evil.com` is a network-path reference to another host). The same
+/// checks hold after percent-decoding, so `/%2F%2Fevil.com` or `/%5Cevil.com` are refused even
+/// though browsers would not decode them (a server behind may).
+fn is_local_path(text: &str) -> bool {
+    fn is_plain(text: &str) -> bool {
+        text.starts_with('/')
+            && !text.starts_with("//")
+            && text.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'\\')
+    }
+    if !is_plain(text) {
+        return false;
+    }
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(byte) = hex else { return false };
+            decoded.push(byte);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    // One round of decoding, then the same rules (non-ASCII letters may appear once decoded);
+    // a second round (`%252F`) decodes to `%2F`, which the check above saw as plain text.
+    decoded.starts_with(b"/")
+        && !decoded.starts_with(b"//")
+        && !decoded.iter().any(|&b| b == b'\\' || b < 0x20 || b == 0x7f)
+}
+
+/// Judges a return URL given to a hosted page (C4), without I/O: a same-origin path (see
+/// [`ReturnTarget::Path`]) or an absolute `https` URL (or `http` where the entry says so) whose
+/// host `domains` lists, parsed as strictly as forward auth's `rd` ([`AbsoluteUrl::parse`]:
+/// no userinfo, no backslash, no escaped host, no whitespace or control character). Anything
+/// else (`//evil.com`, `/\evil.com`, `javascript:`, `data:`, an unlisted host) is `None`, and the
+/// page falls back to its default.
+pub fn return_target(raw: &str, domains: &Domains) -> Option<ReturnTarget> {
+    if raw.is_empty() || raw.len() > MAX_URL_LEN {
+        return None;
+    }
+    if raw.starts_with('/') {
+        return is_local_path(raw).then(|| ReturnTarget::Path(raw.to_owned()));
+    }
+    let url = AbsoluteUrl::parse(raw).ok()?;
+    domains.allows(&url).then_some(ReturnTarget::Absolute(url))
+}
+
 /// The sign-in URL for a browser that wanted `original`: `signin` with `rd=<original>` added
 /// to its query when `domains` allows `original`, else `signin` unchanged (never a redirect
 /// back to a host nobody listed).
@@ -757,5 +829,91 @@ mod tests {
         }
         assert_eq!(domains().to_string(), "example.com,http://dev.test");
         assert!(Domains::parse("").unwrap().is_empty());
+    }
+
+    fn target(raw: &str) -> Option<String> {
+        return_target(raw, &domains()).map(|t| t.as_location())
+    }
+
+    #[test]
+    fn same_origin_paths_are_return_targets() {
+        for path in ["/", "/account/settings", "/app?tab=keys#top", "/a/b%20c", "/%E4%B8%AD"] {
+            assert_eq!(target(path).as_deref(), Some(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn listed_absolute_urls_are_return_targets() {
+        assert_eq!(
+            target("https://app.example.com/dash?x=1").as_deref(),
+            Some("https://app.example.com/dash?x=1")
+        );
+        assert_eq!(
+            target("http://dev.test:8080/").as_deref(),
+            Some("http://dev.test:8080/")
+        );
+    }
+
+    #[test]
+    fn open_redirect_attempts_are_refused() {
+        // Arrange: every known way to point a "local" or listed URL at another host.
+        let attacks = [
+            "",
+            "//evil.com",
+            "///evil.com",
+            "/\\evil.com",
+            "\\/evil.com",
+            "/\\/evil.com",
+            "\\\\evil.com",
+            "https://evil.com",
+            "https://evil.com/https://example.com",
+            "https://evilexample.com/",
+            "https://example.com.evil.com/",
+            "https://good.example.com@evil.com/",
+            "https://example.com:443@evil.com",
+            "https://example.com\\@evil.com",
+            "https://example.com%2F@evil.com",
+            "https://ex%61mple.com/",
+            "http://example.com/",
+            "javascript:alert(1)",
+            "JavaScript://example.com/%0Aalert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox",
+            "evil.com",
+            "example.com/path",
+            "/%2F/evil.com",
+            "/%2f%2fevil.com",
+            "/%5Cevil.com",
+            "/%5cevil.com",
+            "/%09/evil.com",
+            "/%zz",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r\n//evil.com",
+            " /account",
+            "/account ",
+            "\u{0000}/account",
+            "/\u{00a0}/evil.com",
+            "/ｅvil",
+            "https://exаmple.com/",
+            "https:/example.com/",
+            "https:example.com",
+            "ftp://example.com/",
+        ];
+        for attack in attacks {
+            // Act
+            let judged = target(attack);
+            // Assert
+            assert_eq!(judged, None, "{attack:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn an_overlong_return_url_is_refused() {
+        let long = format!("/{}", "a".repeat(MAX_URL_LEN));
+        assert_eq!(target(&long), None);
+        let empty = Domains::default();
+        assert_eq!(return_target("https://example.com/", &empty), None);
+        assert_eq!(return_target("/ok", &empty), Some(ReturnTarget::Path("/ok".to_owned())));
     }
 }

@@ -82,9 +82,9 @@ fn presented_hash(token: &str) -> Result<Vec<u8>, Error> {
 }
 
 impl App {
-    /// The product name mails are signed with.
+    /// The product name mails are signed with (PRODUCT_NAME).
     fn product_name(&self) -> &str {
-        "Tessera"
+        &self.config.product_name
     }
 
     /// Issues a token for `user` and queues its mail to `to`. Over RATE_LIMIT_MAIL_ADDRESS

@@ -78,7 +78,7 @@ impl App {
     }
 
     /// Where a browser without a session that asked for `original` is sent: GATEWAY_SIGNIN_URL
-    /// (by default `/` on the original request's origin), with `rd=<original>` when
+    /// (by default `/signin`, the hosted sign-in page, on the original request's origin), with `rd=<original>` when
     /// GATEWAY_DOMAINS allows that URL, without it otherwise.
     pub fn signin_location(&self, original: &AbsoluteUrl) -> String {
         let default;
@@ -86,7 +86,7 @@ impl App {
             Some(url) => url,
             None => {
                 default = AbsoluteUrl {
-                    rest: "/".to_owned(),
+                    rest: "/signin".to_owned(),
                     ..original.clone()
                 };
                 &default

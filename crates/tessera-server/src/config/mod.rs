@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 pub mod dotenv;
 pub mod gateway;
 pub mod mail;
+pub mod pages;
 pub mod secrets;
 pub mod strength;
 pub mod vars;
@@ -353,7 +354,7 @@ pub struct Config {
     pub gateway_domains: Domains,
     /// Forward-auth rules: host and path prefix -> required role or scope (GATEWAY_RULES).
     pub gateway_rules: Rules,
-    /// The sign-in page forward auth redirects browsers to (GATEWAY_SIGNIN_URL); `None` = `/`
+    /// The sign-in page forward auth redirects browsers to (GATEWAY_SIGNIN_URL); `None` = `/signin`
     /// on the original request's origin.
     pub gateway_signin_url: Option<AbsoluteUrl>,
     /// `aud` of forward auth's assertions (GATEWAY_ASSERTION_AUDIENCE); `None` = the original
@@ -367,6 +368,12 @@ pub struct Config {
     pub email_verification: mail::EmailVerification,
     /// How mail leaves (SMTP_URL, SMTP_FROM, ...).
     pub mail: mail::MailConfig,
+    /// The product's name on the hosted pages and in mails (PRODUCT_NAME).
+    pub product_name: String,
+    /// The hosted pages' brand colour, `#rgb` or `#rrggbb` (BRAND_COLOR).
+    pub brand_color: String,
+    /// The hosted pages' logo (BRAND_LOGO_URL).
+    pub brand_logo: Option<pages::BrandLogo>,
 }
 
 /// A variable map: the environment, with `.env` underneath.
@@ -742,6 +749,7 @@ impl Config {
 
         let public_url = mail::public_url(&r, bind)?;
         let mail_config = mail::mail(&r, &data_dir, &public_url)?;
+        let (product_name, brand_color, brand_logo) = pages::branding(&r)?;
 
         let log_level = match r.choice(&vars::LOG_LEVEL)? {
             "TRACE" => "trace",
@@ -873,6 +881,9 @@ impl Config {
             email_verification: mail::email_verification(&r)?,
             mail: mail_config,
             public_url,
+            product_name,
+            brand_color,
+            brand_logo,
         };
         Ok(config)
     }

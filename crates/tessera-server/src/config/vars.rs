@@ -41,6 +41,8 @@ pub enum Group {
     Gateway,
     /// Mail: verification, email change and password reset links (C2).
     Mail,
+    /// The hosted pages' branding (C4).
+    Pages,
 }
 
 impl Group {
@@ -58,6 +60,7 @@ impl Group {
             Group::Logging => "Logging",
             Group::Gateway => "Gateway",
             Group::Mail => "Mail",
+            Group::Pages => "Hosted pages",
         }
     }
 }
@@ -673,10 +676,10 @@ declare! {
     /// Where forward auth sends a browser without a session.
     GATEWAY_SIGNIN_URL {
         group: Group::Gateway,
-        default: DefaultValue::Derived("`/` on the origin of the original request"),
+        default: DefaultValue::Derived("`/signin` on the origin of the original request"),
         rule: Rule::Text,
-        show: |c| c.gateway_signin_url.as_ref().map_or_else(|| "(unset: / on the original request's origin)".to_owned(), ToString::to_string),
-        help: "absolute http(s) URL of the sign-in page forward auth redirects browsers to, with `rd=<original URL>` added (Tessera's demo page `/` for now; issue 16 brings real sign-in pages)",
+        show: |c| c.gateway_signin_url.as_ref().map_or_else(|| "(unset: /signin on the original request's origin)".to_owned(), ToString::to_string),
+        help: "absolute http(s) URL of the sign-in page forward auth redirects browsers to, with `rd=<original URL>` added; Tessera's hosted sign-in page follows `rd` back once signed in (docs/PAGES.md)",
     }
     /// `aud` of the assertions forward auth returns.
     GATEWAY_ASSERTION_AUDIENCE {
@@ -750,6 +753,31 @@ declare! {
         rule: Rule::RateLimit,
         show: |c| c.mail.rate_limit_ip.to_string(),
         help: "requests that send mail (`/password/forgot`, `/email/verify/resend`, `/account/email`) from one IP; over it, 429",
+    }
+
+    /// The product's name on the hosted pages and in mails.
+    PRODUCT_NAME {
+        group: Group::Pages,
+        default: DefaultValue::Literal("Tessera"),
+        rule: Rule::Text,
+        show: |c| c.product_name.clone(),
+        help: "the name the hosted pages (`/signin`, `/account/settings`, ...) and every mail show: 1 to 64 characters, no control characters (escaped wherever it is written)",
+    }
+    /// The brand colour of the hosted pages.
+    BRAND_COLOR {
+        group: Group::Pages,
+        default: DefaultValue::Literal("#2f5bd3"),
+        rule: Rule::Text,
+        show: |c| c.brand_color.clone(),
+        help: "`#rgb` or `#rrggbb`: buttons, links and focus rings of the hosted pages (served as `GET /pages/theme.css`)",
+    }
+    /// The logo of the hosted pages.
+    BRAND_LOGO_URL {
+        group: Group::Pages,
+        default: DefaultValue::Unset("no logo, the product name only"),
+        rule: Rule::Text,
+        show: |c| c.brand_logo.as_ref().map_or_else(|| "(unset: no logo)".to_owned(), |l| l.src.clone()),
+        help: "an `https://` URL (its origin is added to the pages' `img-src`) or a same-origin path (`/static/logo.svg`) of the logo shown beside the product name",
     }
 }
 

@@ -1,4 +1,5 @@
-//! The browser demo at `GET /` (B12): register, log in, chat, list and end sessions, log out.
+//! The browser demo at `GET /` (B12): register, log in, chat, list and end sessions, log out;
+//! and links to the hosted pages (C4: `/signin`, `/signup`, `/account/settings`, in `pages.rs`).
 //!
 //! Static files built into the binary with `include_str!` (no build step, no CDN). The page
 //! authenticates with the HttpOnly cookies plus the `X-CSRF-Token` header only and keeps no

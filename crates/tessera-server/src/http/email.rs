@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
@@ -26,9 +26,9 @@ use crate::mail::MailLang;
 pub fn router(state: &AppState) -> Router<AppState> {
     let limit = || axum::middleware::from_fn_with_state(state.clone(), super::limits::api_limit);
     Router::new()
-        .route("/password/forgot", post(forgot_password))
-        .route("/password/reset", post(reset_password))
-        .route("/email/verify", post(verify_email))
+        .route("/password/forgot", get(super::pages::forgot).post(forgot_password))
+        .route("/password/reset", get(super::pages::reset).post(reset_password))
+        .route("/email/verify", get(super::pages::verify).post(verify_email))
         .route("/email/verify/resend", post(resend_verification))
         .route("/account/email", post(change_email).route_layer(limit()))
 }

@@ -23,6 +23,8 @@ mod jwks;
 pub mod limits;
 mod metrics;
 pub mod openapi;
+mod page_text;
+mod pages;
 mod profile;
 pub mod scopes;
 pub mod serve;
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(jwks::router())
         .merge(demo::router())
+        .merge(pages::router())
         .merge(openapi::router())
         .fallback(|| async { AppError::Code(ErrorCode::NotFound) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -201,9 +204,12 @@ async fn request_id(State(state): State<AppState>, mut req: Request, next: Next)
 pub const LINK_PAGES: [&str; 2] = ["/password/reset", "/email/verify"];
 
 /// Whether a request is a mailed link being opened: `GET`/`HEAD` of a [`LINK_PAGES`] path whose
-/// query is just `token=...` (anything else credential-like is still refused).
+/// query is just `token=...` and `lang=...` (anything else credential-like is still refused).
+/// Methods those paths do not serve (anything but `POST`, the JSON handler, which reads the
+/// token from the body only) pass too, so they get their 405 like on every other route:
+/// nothing would read the token.
 fn is_link_page(req: &Request) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD)
+    *req.method() != Method::POST
         && LINK_PAGES.contains(&req.uri().path())
         && req.uri().query().is_some_and(|query| {
             form_urlencoded::parse(query.as_bytes()).all(|(key, _)| key == "token" || key == "lang")

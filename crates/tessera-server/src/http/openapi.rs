@@ -101,6 +101,15 @@ pub const SHIPPED_FILES: [&str; 8] = [
         super::demo::script,
         super::demo::style,
         super::demo::icon,
+        super::pages::signin,
+        super::pages::signup,
+        super::pages::forgot,
+        super::pages::reset,
+        super::pages::verify,
+        super::pages::settings,
+        super::pages::script,
+        super::pages::style,
+        super::pages::theme,
     ),
     components(schemas(ErrorBody, ErrorCode), responses(
         BadRequest,
@@ -126,6 +135,7 @@ pub const SHIPPED_FILES: [&str; 8] = [
         (name = "operations", description = "Health, readiness, metrics and public keys"),
         (name = "docs", description = "This document and the API page"),
         (name = "demo", description = "The browser demo"),
+        (name = "pages", description = "The hosted pages (sign-in, sign-up, password, email, settings): HTML for browsers"),
     )
 )]
 pub struct ApiDoc;

@@ -39,6 +39,17 @@ async fn the_demo_files_are_served_with_their_types_and_a_strict_policy() {
 }
 
 #[tokio::test]
+async fn the_demo_links_to_the_hosted_pages() {
+    let app = spawn_app().await;
+    let html = app.get("/").send().await.unwrap().text().await.unwrap();
+    for page in ["/signin", "/signup", "/account/settings"] {
+        assert!(html.contains(&format!(r#"<a href="{page}">"#)), "{page}");
+        let response = app.get(page).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+    }
+}
+
+#[tokio::test]
 async fn the_demo_answers_head_and_refuses_other_methods_in_the_unified_shape() {
     let app = spawn_app().await;
     let response = app.client.head(app.url("/")).send().await.unwrap();

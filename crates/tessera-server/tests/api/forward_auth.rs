@@ -303,7 +303,7 @@ async fn browsers_are_redirected_to_sign_in_with_a_return_url_on_configured_doma
         );
     }
 
-    // Without GATEWAY_SIGNIN_URL: `/` on the original request's origin.
+    // Without GATEWAY_SIGNIN_URL: the hosted `/signin` on the original request's origin.
     let app = spawn_app_with(|config| {
         gateway_config(config);
         config.gateway_signin_url = None;
@@ -316,7 +316,7 @@ async fn browsers_are_redirected_to_sign_in_with_a_return_url_on_configured_doma
         .unwrap();
     assert_eq!(
         location(&response),
-        "https://app.example.com:8443/?rd=https%3A%2F%2Fapp.example.com%3A8443%2Fx"
+        "https://app.example.com:8443/signin?rd=https%3A%2F%2Fapp.example.com%3A8443%2Fx"
     );
     assert_eq!(
         metric(

@@ -31,6 +31,7 @@ mod mail;
 mod metrics;
 mod observability;
 mod openapi;
+mod pages;
 mod profile;
 mod proxies;
 mod refresh;

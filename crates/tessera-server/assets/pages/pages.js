@@ -1,0 +1,431 @@
+// Tessera's hosted pages: sign-in, sign-up, forgot/reset password, verify email, settings.
+//
+// One script for every page; <body data-page> says which part runs. The page's words come
+// from the server (rendered in the page's language); the few this script writes itself are
+// data-* attributes of #strings, and the API's messages come in the same language because
+// every request sends the page's language as Accept-Language.
+//
+// Authentication is the demo's (assets/demo/app.js): the two HttpOnly cookies, which this
+// script never sees, plus the CSRF token as X-CSRF-Token on state-changing requests. The
+// token is kept in this module's memory only (never in web storage or a cookie); a page
+// opened afresh asks GET /refresh/csrf for it. A protected request answered 401 triggers one
+// shared POST /refresh and one retry; when that fails the browser goes to the sign-in page.
+//
+// Nothing here builds markup from strings: text goes in with textContent, so a server value
+// can never become HTML.
+
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const LANG = document.documentElement.lang || 'en';
+
+/** The CSRF token of the current session, or null when signed out. */
+let csrfToken = null;
+/** The refresh in flight, shared by every request that needs it. */
+let refreshing = null;
+/** Counts finished refreshes, so a request can tell whether one happened since it started. */
+let refreshGeneration = 0;
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** A word the server rendered for this script (data-* of #strings). */
+function word(key) {
+  const strings = document.getElementById('strings');
+  return (strings && strings.dataset[key]) || key;
+}
+
+async function readBody(response) {
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/** One HTTP request, no refresh logic. Never throws: a network failure is status 0. */
+async function send(method, path, body) {
+  const headers = { Accept: 'application/json', 'Accept-Language': LANG };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (csrfToken && UNSAFE.has(method)) headers['X-CSRF-Token'] = csrfToken;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    return { status: 0, data: { error: 'network', message: word('networkError') } };
+  }
+  return { status: response.status, data: await readBody(response) };
+}
+
+async function doRefresh() {
+  const { status, data } = await send('POST', '/refresh');
+  csrfToken = status === 200 && data && typeof data.csrf_token === 'string' ? data.csrf_token : null;
+  return csrfToken !== null;
+}
+
+/** Refreshes once for everyone waiting; resolves to whether the session is still alive. */
+function refreshOnce() {
+  if (!refreshing) {
+    refreshing = doRefresh().finally(() => {
+      refreshGeneration += 1;
+      refreshing = null;
+    });
+  }
+  return refreshing;
+}
+
+/** The sign-in page, coming back here afterwards. */
+function goToSignin() {
+  window.location.assign(document.body.dataset.signin || '/signin');
+}
+
+/** A protected request: on a 401 it refreshes (once, shared) and retries once. */
+async function api(method, path, body) {
+  const generation = refreshGeneration;
+  let result = await send(method, path, body);
+  if (result.status !== 401) return result;
+  const alive = refreshGeneration !== generation ? csrfToken !== null : await refreshOnce();
+  if (!alive) {
+    goToSignin();
+    return result;
+  }
+  result = await send(method, path, body);
+  if (result.status === 401) goToSignin();
+  return result;
+}
+
+// --- Notices and field errors --------------------------------------------------------------
+
+function setNotice(element, kind, message, extra = []) {
+  element.replaceChildren();
+  element.dataset.kind = kind;
+  element.append(document.createTextNode(message));
+  if (extra.length > 0) {
+    const list = document.createElement('ul');
+    for (const line of extra) {
+      const item = document.createElement('li');
+      item.textContent = line;
+      list.append(item);
+    }
+    element.append(list);
+  }
+}
+
+function clearForm(form) {
+  const notice = $('.notice', form);
+  if (notice) {
+    notice.replaceChildren();
+    delete notice.dataset.kind;
+  }
+  for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  for (const slot of form.querySelectorAll('.field-error')) slot.textContent = '';
+}
+
+/** Marks one field invalid with its message (read out with the field, aria-describedby). */
+function fieldError(form, name, message) {
+  const input = form.elements.namedItem(name);
+  if (!input || !input.id) return false;
+  input.setAttribute('aria-invalid', 'true');
+  const slot = document.getElementById(`${input.id}-error`);
+  if (slot) slot.textContent = message;
+  return true;
+}
+
+/** Shows an API error in a form: its message, and each field problem beside its field. */
+function showError(form, result) {
+  const data = result.data || {};
+  const problems = data.details && Array.isArray(data.details.errors) ? data.details.errors : [];
+  const unplaced = [];
+  for (const problem of problems) {
+    if (!fieldError(form, problem.field, problem.message)) unplaced.push(problem.message);
+  }
+  setNotice($('.notice', form), 'error', data.message || `HTTP ${result.status}`, unplaced);
+  const invalid = $('[aria-invalid="true"]', form);
+  if (invalid) invalid.focus();
+}
+
+function showOk(form, message) {
+  setNotice($('.notice', form), 'ok', message);
+}
+
+/** A finished one-shot form (sign-up, forgot, reset, verify): only its notice stays. */
+function finish(form, kind, message) {
+  for (const child of form.children) {
+    if (!child.classList.contains('notice')) child.hidden = true;
+  }
+  setNotice($('.notice', form), kind, message);
+}
+
+function values(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+/** Runs a form's submit handler with its button disabled, and never twice at once. */
+function onSubmit(form, handler) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const button = $('button[type=submit]', form);
+    if (button.disabled) return;
+    button.disabled = true;
+    clearForm(form);
+    try {
+      await handler(form);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// --- Signed-out pages ------------------------------------------------------------------------
+
+function initSignin() {
+  onSubmit($('#signin-form'), async (form) => {
+    const { login, password } = values(form);
+    const credentials = login.includes('@') ? { email: login, password } : { username: login, password };
+    const result = await send('POST', '/login', credentials);
+    if (result.status !== 200) return showError(form, result);
+    // The return target was checked by the server (same origin, or GATEWAY_DOMAINS).
+    window.location.assign(document.body.dataset.returnTo || '/account/settings');
+  });
+}
+
+function initSignup() {
+  onSubmit($('#signup-form'), async (form) => {
+    const { email, username, password } = values(form);
+    const result = await send('POST', '/register', { email, username, password });
+    if (result.status !== 201) return showError(form, result);
+    const done = (document.body.dataset.done || '').replace('{email}', result.data.email);
+    finish(form, 'ok', done);
+    $('#signin-link').focus();
+  });
+}
+
+function initForgot() {
+  onSubmit($('#forgot-form'), async (form) => {
+    const result = await send('POST', '/password/forgot', { email: values(form).email });
+    if (result.status !== 202) return showError(form, result);
+    finish(form, 'ok', result.data.message);
+  });
+}
+
+function initReset() {
+  onSubmit($('#reset-form'), async (form) => {
+    const { token, new_password: password, confirm_password: confirm } = values(form);
+    if (password !== confirm) {
+      fieldError(form, 'confirm_password', word('passwordsDiffer'));
+      setNotice($('.notice', form), 'error', word('passwordsDiffer'));
+      return $('#confirm-password').focus();
+    }
+    const result = await send('POST', '/password/reset', { token, new_password: password });
+    if (result.status === 200) {
+      finish(form, 'ok', result.data.message);
+      return $('#signin-link').focus();
+    }
+    if (result.data && result.data.error === 'invalid_link') return finish(form, 'error', result.data.message);
+    showError(form, result);
+  });
+}
+
+function initVerify() {
+  onSubmit($('#verify-form'), async (form) => {
+    const result = await send('POST', '/email/verify', { token: values(form).token });
+    if (result.status === 200) return finish(form, 'ok', result.data.message);
+    if (result.data && result.data.error === 'invalid_link') return finish(form, 'error', result.data.message);
+    showError(form, result);
+  });
+}
+
+// --- Account settings ------------------------------------------------------------------------
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  td.textContent = text ?? '';
+  if (className) td.className = className;
+  return td;
+}
+
+function formatTime(rfc3339) {
+  const date = new Date(rfc3339);
+  return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleString(LANG);
+}
+
+function button(text, className, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = className;
+  b.textContent = text;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+async function loadSessions() {
+  const notice = $('#sessions-notice');
+  const result = await api('GET', '/sessions');
+  if (result.status !== 200) return setNotice(notice, 'error', (result.data || {}).message || '');
+  const rows = result.data.sessions.map((session) => {
+    const row = document.createElement('tr');
+    row.dataset.sessionId = session.id;
+    const started = cell(formatTime(session.created_at));
+    if (session.current) {
+      row.className = 'current';
+      started.append(document.createTextNode(` (${word('thisSession')})`));
+    }
+    const end = button(word('endSession'), 'secondary end-session', () => endSession(session.id, session.current));
+    end.setAttribute('aria-label', `${word('endSession')}: ${session.user_agent || session.id.slice(0, 8)}`);
+    const action = document.createElement('td');
+    action.append(end);
+    row.append(
+      started,
+      cell(formatTime(session.last_used_at)),
+      cell(session.ip_address),
+      cell(session.user_agent, 'agent'),
+      action,
+    );
+    return row;
+  });
+  $('#sessions tbody').replaceChildren(...rows);
+}
+
+async function endSession(id, current) {
+  const notice = $('#sessions-notice');
+  const result = await api('DELETE', `/sessions/${encodeURIComponent(id)}`);
+  if (result.status !== 204) return setNotice(notice, 'error', (result.data || {}).message || '');
+  if (current) return goToSignin();
+  setNotice(notice, 'ok', word('sessionEnded'));
+  await loadSessions();
+}
+
+async function loadKeys() {
+  const form = $('#key-form');
+  const result = await api('GET', '/api-keys');
+  if (result.status !== 200) return showError(form, result);
+  const live = result.data.api_keys.filter((key) => !key.revoked_at);
+  const rows = live.map((key) => {
+    const row = document.createElement('tr');
+    row.dataset.keyId = key.id;
+    const remove = button(word('deleteKey'), 'secondary delete-key', () => deleteKey(key.id));
+    remove.setAttribute('aria-label', `${word('deleteKey')}: ${key.name}`);
+    const action = document.createElement('td');
+    action.append(remove);
+    row.append(
+      cell(key.name),
+      cell(`${key.prefix}…`),
+      cell(key.scopes.join(' ')),
+      cell(formatTime(key.created_at)),
+      cell(key.last_used_at ? formatTime(key.last_used_at) : word('never')),
+      action,
+    );
+    return row;
+  });
+  if (rows.length === 0) {
+    const row = document.createElement('tr');
+    const empty = cell(word('noKeys'));
+    empty.colSpan = 6;
+    row.append(empty);
+    rows.push(row);
+  }
+  $('#api-keys tbody').replaceChildren(...rows);
+}
+
+async function deleteKey(id) {
+  const form = $('#key-form');
+  clearForm(form);
+  const result = await api('DELETE', `/api-keys/${encodeURIComponent(id)}`);
+  if (result.status !== 204) return showError(form, result);
+  $('#new-key').hidden = true;
+  $('#new-key-value').textContent = '';
+  showOk(form, word('keyDeleted'));
+  await loadKeys();
+}
+
+async function initSettings() {
+  const restored = await send('GET', '/refresh/csrf');
+  if (restored.status !== 200 || !restored.data || typeof restored.data.csrf_token !== 'string') {
+    return goToSignin();
+  }
+  csrfToken = restored.data.csrf_token;
+  const profile = await api('GET', '/profile/full');
+  if (profile.status !== 200) return;
+  $('#account-email').textContent = profile.data.email;
+  $('#account-username').textContent = profile.data.username;
+  $('#status').textContent = `${word('signedInAs')} ${profile.data.username}`;
+  document.body.dataset.state = 'signed-in';
+
+  $('#resend-verification').addEventListener('click', async () => {
+    const result = await api('POST', '/email/verify/resend');
+    const data = result.data || {};
+    setNotice($('#resend-notice'), result.status < 300 ? 'ok' : 'error', data.message || '');
+  });
+
+  onSubmit($('#password-form'), async (form) => {
+    const { current_password: current, new_password: password } = values(form);
+    const result = await api('POST', '/account/password', { current_password: current, new_password: password });
+    if (result.status !== 200) return showError(form, result);
+    form.reset();
+    showOk(form, result.data.message);
+    await loadSessions();
+  });
+
+  onSubmit($('#email-form'), async (form) => {
+    const { new_email: email, current_password: current } = values(form);
+    const result = await api('POST', '/account/email', { new_email: email, current_password: current });
+    if (result.status !== 202) return showError(form, result);
+    form.reset();
+    showOk(form, result.data.message);
+  });
+
+  onSubmit($('#key-form'), async (form) => {
+    const name = values(form).name;
+    const scopes = new FormData(form).getAll('scopes');
+    const result = await api('POST', '/api-keys', { name, scopes });
+    if (result.status !== 201) return showError(form, result);
+    form.reset();
+    $('#new-key-value').textContent = result.data.key;
+    $('#new-key').hidden = false;
+    await loadKeys();
+  });
+
+  $('#signout').addEventListener('click', async () => {
+    await api('POST', '/logout');
+    csrfToken = null;
+    window.location.assign(document.body.dataset.signin || '/signin');
+  });
+
+  const deleteForm = $('#delete-form');
+  const confirmBox = $('#delete-confirm');
+  onSubmit(deleteForm, async () => {
+    confirmBox.hidden = false;
+    $('#delete-confirm-button').focus();
+  });
+  $('#delete-cancel').addEventListener('click', () => {
+    confirmBox.hidden = true;
+    $('#delete-password').focus();
+  });
+  $('#delete-confirm-button').addEventListener('click', async () => {
+    const result = await api('DELETE', '/account', { password: values(deleteForm).password });
+    confirmBox.hidden = true;
+    if (result.status !== 204) return showError(deleteForm, result);
+    csrfToken = null;
+    window.location.assign(document.body.dataset.signin || '/signin');
+  });
+
+  await loadSessions();
+  await loadKeys();
+}
+
+const PAGES = {
+  signin: initSignin,
+  signup: initSignup,
+  forgot: initForgot,
+  reset: initReset,
+  verify: initVerify,
+  settings: initSettings,
+};
+
+const init = PAGES[document.body.dataset.page];
+if (init) init();
