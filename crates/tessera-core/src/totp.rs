@@ -113,7 +113,9 @@ impl TotpSecret {
             .with_account_name(account)
             .build()
             .map_err(|e| TotpError::Uri(e.to_string()))?;
-        totp.to_url().map(Zeroizing::new).map_err(|e| TotpError::Uri(e.to_string()))
+        totp.to_url()
+            .map(Zeroizing::new)
+            .map_err(|e| TotpError::Uri(e.to_string()))
     }
 
     /// The code for the step holding `unix` (what an authenticator app shows then).
@@ -141,10 +143,7 @@ pub fn step_of(unix: i64) -> i64 {
 /// A code as typed: spaces and hyphens (`123 456`, `123-456`) are dropped; anything but exactly
 /// six ASCII digits is `None`.
 pub fn normalize_code(input: &str) -> Option<String> {
-    let code: String = input
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect();
+    let code: String = input.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
     (code.len() == usize::from(DIGITS) && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
 }
 
@@ -282,7 +281,11 @@ mod tests {
     fn the_otpauth_uri_names_issuer_account_and_secret() {
         let secret = TotpSecret::from_bytes(RFC_SEED).unwrap();
         let uri = secret.otpauth_uri("Tessera", "alice@example.com").unwrap();
-        assert!(uri.starts_with("otpauth://totp/Tessera:alice%40example.com?"), "{}", *uri);
+        assert!(
+            uri.starts_with("otpauth://totp/Tessera:alice%40example.com?"),
+            "{}",
+            *uri
+        );
         assert!(uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
         assert!(uri.contains("issuer=Tessera"));
         // A colon would move the label's split: it is dropped.
@@ -314,7 +317,12 @@ mod tests {
     #[test]
     fn recovery_codes_forgive_case_spacing_and_crockford_look_alikes() {
         let canonical = normalize_recovery_code("0123-4567-89ab-cdef").unwrap();
-        for typed in ["0123 4567 89AB CDEF", "O123-4567-89ab-cdef", "0123456789abcdef", " 0123-4567-89ab-cdef\n"] {
+        for typed in [
+            "0123 4567 89AB CDEF",
+            "O123-4567-89ab-cdef",
+            "0123456789abcdef",
+            " 0123-4567-89ab-cdef\n",
+        ] {
             assert_eq!(normalize_recovery_code(typed).as_deref(), Some(&*canonical), "{typed}");
         }
         assert_eq!(
@@ -323,7 +331,11 @@ mod tests {
         );
         assert_eq!(normalize_recovery_code("0123-4567-89ab-cde"), None, "too short");
         assert_eq!(normalize_recovery_code("0123-4567-89ab-cdef0"), None, "too long");
-        assert_eq!(normalize_recovery_code("0123-4567-89ab-cdeu"), None, "u is not in the alphabet");
+        assert_eq!(
+            normalize_recovery_code("0123-4567-89ab-cdeu"),
+            None,
+            "u is not in the alphabet"
+        );
         assert_eq!(normalize_recovery_code("0123-4567-89ab-cdeé"), None);
         assert_eq!(
             recovery_code_hash(&canonical),
