@@ -149,6 +149,15 @@ pub async fn open_account_stores(database: &Database) -> anyhow::Result<(Arc<dyn
     Ok((stores.users, stores.sessions))
 }
 
+/// Opens the account, session and second-factor stores of a database (for `tessera users ...`,
+/// `users mfa reset` included; runs migrations like `serve`).
+pub async fn open_user_admin_stores(
+    database: &Database,
+) -> anyhow::Result<(Arc<dyn UserStore>, Arc<dyn SessionStore>, Arc<dyn MfaStore>)> {
+    let stores = open_stores(database).await?;
+    Ok((stores.users, stores.sessions, stores.mfa))
+}
+
 /// Opens every store of a database: users, sessions, signing keys, API keys (for
 /// `tessera service-accounts` and `tessera api-keys`; runs migrations like `serve`).
 pub async fn open_operator_stores(

@@ -23,7 +23,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::limits::Decision;
 use tessera_core::sealing::{MasterKey, is_sealed};
-use tessera_core::store::{NewMfaChallenge, User};
+use tessera_core::store::{MfaStore, NewMfaChallenge, StoreError, User};
 use tessera_core::totp::{self, TotpSecret};
 use zeroize::Zeroizing;
 
@@ -410,21 +410,21 @@ impl App {
             Ok(Err("replay"))
         }
     }
+}
 
-    /// The operator's reset (`tessera users mfa reset`): removes the account's second factor.
-    /// `false` when it had none.
-    pub async fn reset_mfa(&self, user_id: i64) -> Result<bool, Error> {
-        let removed = self.mfa.delete_mfa(user_id).await?;
-        if removed {
-            tracing::warn!(
-                event = "mfa_reset",
-                user_id,
-                actor = "operator",
-                "second factor removed by an operator"
-            );
-        }
-        Ok(removed)
+/// The operator's reset (`tessera users mfa reset`): removes the account's second factor, logged
+/// as `mfa_reset`. `false` when it had none.
+pub async fn reset_mfa(mfa: &dyn MfaStore, user_id: i64, actor: &str) -> Result<bool, StoreError> {
+    let removed = mfa.delete_mfa(user_id).await?;
+    if removed {
+        tracing::warn!(
+            event = "mfa_reset",
+            user_id,
+            actor,
+            "second factor removed by an operator"
+        );
     }
+    Ok(removed)
 }
 
 /// Factor changes and their confirmation need a person's session, not an API key.
