@@ -75,6 +75,12 @@ impl TotpSecret {
         Ok(TotpSecret(Zeroizing::new(bytes.to_vec())))
     }
 
+    /// A secret as [`TotpSecret::to_base32`] spells it (what an authenticator app is given).
+    pub fn from_base32(text: &str) -> Result<TotpSecret, TotpError> {
+        let secret = totp_rs::Secret::try_from_base32(text).map_err(|_| TotpError::BadSecret)?;
+        TotpSecret::from_bytes(secret.as_bytes())
+    }
+
     /// The raw bytes (to seal and store).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -275,6 +281,13 @@ mod tests {
         // RFC 4648 base32 of the RFC seed.
         let rfc = TotpSecret::from_bytes(RFC_SEED).unwrap();
         assert_eq!(*rfc.to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        let back = TotpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
+        assert_eq!(back.as_bytes(), RFC_SEED);
+        assert_eq!(
+            TotpSecret::from_base32("not base32!").unwrap_err(),
+            TotpError::BadSecret
+        );
+        assert_eq!(TotpSecret::from_base32("GEZDGNBV").unwrap_err(), TotpError::BadSecret);
     }
 
     #[test]
