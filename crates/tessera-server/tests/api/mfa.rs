@@ -402,7 +402,7 @@ async fn an_api_key_cannot_change_factors() {
     let key: Value = app
         .post("/api-keys")
         .bearer_auth(&login.access)
-        .json(&json!({ "name": "ci", "scopes": ["*"] }))
+        .json(&json!({ "name": "ci", "scopes": ["sessions:write"] }))
         .send()
         .await
         .unwrap()
