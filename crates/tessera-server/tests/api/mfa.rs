@@ -12,7 +12,8 @@ use tessera_core::totp::TotpSecret;
 use tessera_server::config::Secret;
 
 use crate::helpers::{
-    TestApp, TestUser, assert_error, assert_field_error, read_login, set_cookies, spawn_app_on_manual_clock,
+    TestApp, TestUser, assert_error, assert_field_error, read_login, security_events, set_cookies,
+    spawn_app_on_manual_clock,
 };
 
 /// A user with a session and a confirmed authenticator app.
@@ -23,9 +24,13 @@ struct Enrolled {
     recovery_codes: Vec<String>,
 }
 
+/// The server's now: its manual clock, or the system clock (the CLI tests' servers).
 fn now(app: &TestApp) -> i64 {
-    use tessera_server::clock::Clock;
-    app.clock.as_ref().expect("manual clock").now()
+    use tessera_server::clock::{Clock, SystemClock};
+    match &app.clock {
+        Some(clock) => clock.now(),
+        None => SystemClock.now(),
+    }
 }
 
 /// The code the app shows `offset` seconds from the server's now.
@@ -47,7 +52,7 @@ async fn status(app: &TestApp, access: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// Registers, signs in, enrols and confirms; then moves the clock one step on, so the
+/// Registers, signs in, enrols and confirms; then moves a manual clock one step on, so the
 /// confirming code's step is in the past.
 async fn enrolled(app: &TestApp) -> Enrolled {
     let (user, login) = app.new_session().await;
@@ -71,7 +76,9 @@ async fn enrolled(app: &TestApp) -> Enrolled {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
-    app.advance(Duration::from_secs(30));
+    if app.clock.is_some() {
+        app.advance(Duration::from_secs(30));
+    }
     Enrolled {
         user,
         access: login.access,
@@ -446,4 +453,42 @@ async fn secrets_are_sealed_under_master_key_and_go_with_the_account() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.state.mfa.find_totp(enrolled.user.id).await.unwrap(), None);
     assert_eq!(app.state.mfa.recovery_codes_left(enrolled.user.id).await.unwrap(), 0);
+}
+
+/// `tessera users mfa reset NAME` (run as the real binary on the server's database): the factor
+/// is gone, the event `mfa_reset` is logged, the next login needs the password alone.
+async fn operator_reset_removes_the_factor(setup: &crate::cli_users::Setup) {
+    let app = &setup.app;
+    let enrolled = enrolled(app).await;
+    let output = setup.run(&["users", "mfa", "reset", &enrolled.user.email], None).await;
+    crate::cli_users::assert_exit(&output, 0, "users mfa reset");
+    assert!(crate::cli_users::text(&output.stdout).contains("removed the second factor"));
+    let events = security_events(&output.stderr, "mfa_reset");
+    assert_eq!(events.len(), 1, "{}", crate::cli_users::text(&output.stderr));
+    assert_eq!(events[0]["user_id"], enrolled.user.id);
+    let login = read_login(app.login(&enrolled.user.email, &enrolled.user.password).await).await;
+    assert_eq!(login.body["token_type"], "bearer");
+    assert_eq!(status(app, &enrolled.access).await["totp_enrolled"], false);
+
+    // Nothing left to reset; an unknown account is an error.
+    let again = setup
+        .run(&["users", "mfa", "reset", &enrolled.user.username], None)
+        .await;
+    crate::cli_users::assert_exit(&again, 0, "users mfa reset again");
+    assert!(crate::cli_users::text(&again.stdout).contains("has no second factor"));
+    assert!(security_events(&again.stderr, "mfa_reset").is_empty());
+    let unknown = setup.run(&["users", "mfa", "reset", "nobody@example.com"], None).await;
+    crate::cli_users::assert_exit(&unknown, 1, "users mfa reset of an unknown account");
+}
+
+#[tokio::test]
+async fn operator_reset_removes_the_factor_on_sqlite() {
+    operator_reset_removes_the_factor(&crate::cli_users::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn operator_reset_removes_the_factor_on_postgres() {
+    if let Some(setup) = crate::cli_users::postgres().await {
+        operator_reset_removes_the_factor(&setup).await;
+    }
 }
