@@ -492,3 +492,79 @@ async fn operator_reset_removes_the_factor_on_postgres() {
         operator_reset_removes_the_factor(&setup).await;
     }
 }
+
+/// Two concurrent sign-ins with the same code, on two instances sharing PostgreSQL and Redis:
+/// exactly one gets a session, the other is told the code was used (the step is checked and set
+/// in one conditional update on the shared database).
+#[tokio::test]
+async fn one_code_signs_in_once_across_instances_even_when_raced() {
+    use tessera_server::clock::{Clock, SystemClock};
+
+    let Some(cluster) = crate::services::cluster(&[]).await else {
+        return;
+    };
+    // Keep clear of a step boundary: everything below happens within one 30-second step.
+    let into_step = SystemClock.now().rem_euclid(30);
+    if into_step > 20 {
+        tokio::time::sleep(Duration::from_secs((31 - into_step) as u64)).await;
+    }
+    let (user, login) = cluster.a.new_session().await;
+    let started: Value = start(&cluster.a, &login.access, &user.password)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = TotpSecret::from_base32(started["secret"].as_str().unwrap()).unwrap();
+    let now = SystemClock.now();
+    // Confirmed with the previous step's code (skew), so the current step is still unused.
+    let confirm = post_json(
+        &cluster.a,
+        "/account/mfa/totp/confirm",
+        &login.access,
+        json!({ "code": secret.code_at(now - 30).to_string() }),
+    )
+    .await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+
+    let token_a = challenge(&cluster.a, &user).await;
+    let token_b = challenge(&cluster.b, &user).await;
+    let code = secret.code_at(now).to_string();
+    let (on_a, on_b) = tokio::join!(
+        login_mfa(&cluster.a, json!({ "mfa_token": token_a, "code": code })),
+        login_mfa(&cluster.b, json!({ "mfa_token": token_b, "code": code })),
+    );
+    let statuses = [on_a.status(), on_b.status()];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    let refused = if on_a.status() == StatusCode::OK { on_b } else { on_a };
+    assert_error(refused, StatusCode::UNAUTHORIZED, "invalid_mfa_code").await;
+}
+
+/// One `mfa_token` raced with two right answers (a code and a recovery code) completes one
+/// login.
+#[tokio::test]
+async fn one_token_completes_one_login_even_when_raced() {
+    let app = spawn_app_on_manual_clock(|_| {}).await;
+    let enrolled = enrolled(&app).await;
+    let token = challenge(&app, &enrolled.user).await;
+    let (first, second) = tokio::join!(
+        login_mfa(
+            &app,
+            json!({ "mfa_token": token, "code": code(&app, &enrolled.secret, 0) })
+        ),
+        login_mfa(
+            &app,
+            json!({ "mfa_token": token, "recovery_code": enrolled.recovery_codes[0] })
+        ),
+    );
+    let statuses = [first.status(), second.status()];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::UNAUTHORIZED), "{statuses:?}");
+}
