@@ -180,11 +180,7 @@ impl App {
             .reauthenticate(caller, password, "password", "mfa_enrolment", ip)
             .await?;
         let secret = TotpSecret::generate(&mut OsRng);
-        let issuer = if self.config.issuer.is_empty() {
-            "Tessera"
-        } else {
-            self.config.issuer.as_str()
-        };
+        let issuer = app_issuer(&self.config.issuer);
         let otpauth_uri = secret
             .otpauth_uri(issuer, &user.email)
             .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
@@ -427,6 +423,17 @@ pub async fn reset_mfa(mfa: &dyn MfaStore, user_id: i64, actor: &str) -> Result<
     Ok(removed)
 }
 
+/// The issuer an authenticator app shows next to the code: TOKEN_ISSUER without its URL scheme
+/// and trailing slash (`https://auth.example.com/` shows as `auth.example.com`), or `Tessera`.
+fn app_issuer(issuer: &str) -> &str {
+    let issuer = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .unwrap_or(issuer)
+        .trim_end_matches('/');
+    if issuer.is_empty() { "Tessera" } else { issuer }
+}
+
 /// Factor changes and their confirmation need a person's session, not an API key.
 fn require_session(caller: &Authenticated) -> Result<(), Error> {
     if caller.api_key_id.is_some() || caller.claims.sid.is_empty() {
@@ -449,4 +456,34 @@ fn recovery_hashes(codes: &[Zeroizing<String>]) -> Vec<Vec<u8>> {
         .filter_map(|code| totp::normalize_recovery_code(code))
         .map(|code| totp::recovery_code_hash(&code))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_issuer_is_the_token_issuer_without_its_scheme() {
+        assert_eq!(app_issuer(""), "Tessera");
+        assert_eq!(app_issuer("https://auth.example.com/"), "auth.example.com");
+        assert_eq!(app_issuer("http://localhost:8000"), "localhost:8000");
+        assert_eq!(app_issuer("tessera"), "tessera");
+        assert_eq!(app_issuer("https://"), "Tessera");
+    }
+
+    #[test]
+    fn the_qr_code_is_an_svg_document() {
+        let svg = qr_svg("otpauth://totp/Tessera:alice?secret=JBSWY3DPEHPK3PXP&issuer=Tessera").unwrap();
+        assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn codes_are_parsed_into_six_digits_or_refused_on_the_field() {
+        assert_eq!(parse_code(" 123 456 ", "code").unwrap(), "123456");
+        let Err(Error::Validation(errors)) = parse_code("12345x", "code") else {
+            panic!("a malformed code is a validation error");
+        };
+        assert_eq!((errors[0].field.as_str(), errors[0].code), ("code", "invalid_format"));
+        assert!(parse_code(&"1".repeat(200), "code").is_err());
+    }
 }

@@ -212,6 +212,7 @@ pub fn field_message(code: &str, english: &str, lang: Lang) -> String {
         "incorrect_password" => "密码不正确",
         "incorrect_code" => "验证码不正确",
         "invalid_format" => "格式无效",
+        "conflicting_fields" => "请只提供 code 或 recovery_code 其中之一",
         _ => return english.to_owned(),
     };
     zh.to_owned()
