@@ -30,6 +30,8 @@
 //! - [`sealing`]: private keys encrypted at rest under a master key.
 //! - [`limits`]: rate-limit strings in the slowapi/limits syntax.
 //! - [`apikey`]: API keys (`tsk_...`): format, checksum, keyed hash.
+//! - [`totp`]: the second factor (C3): RFC 6238 codes with one step of skew, the matched time
+//!   step for replay refusal, recovery codes (format, normalisation, hash), challenge-token hashes.
 //! - [`gateway`]: forward auth (G2): strict return URLs and their allowed domains, the host/path rules.
 //! - [`scope`]: scopes (`profile:read`, `*`, ...) and the roles that decide a user's full scope.
 //! - [`store`]: the storage traits (users, sessions, keys, denylist) and their data types.
@@ -49,6 +51,7 @@ pub mod password;
 pub mod scope;
 pub mod sealing;
 pub mod store;
+pub mod totp;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use header::Header;

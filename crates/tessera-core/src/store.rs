@@ -304,6 +304,118 @@ pub trait EmailTokenStore: Send + Sync {
     ) -> Result<Option<Redeemed>, StoreError>;
 }
 
+/// A user's TOTP factor (C3), as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    /// The shared secret: sealed under MASTER_KEY when one is set, else the 20 raw bytes.
+    pub secret: Vec<u8>,
+    /// When enrolment was confirmed with a first code; `None` while pending.
+    pub confirmed_at: Option<i64>,
+    /// When enrolment started (Unix seconds).
+    pub created_at: i64,
+    /// The last time step accepted (RFC 6238 section 5.2: a code is accepted once); -1 before any.
+    pub last_step: i64,
+}
+
+impl std::fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("secret", &"..")
+            .field("confirmed_at", &self.confirmed_at)
+            .field("created_at", &self.created_at)
+            .field("last_step", &self.last_step)
+            .finish()
+    }
+}
+
+/// A login's second-factor challenge about to be stored (C3): only the token's hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMfaChallenge {
+    /// SHA-256 of the `mfa_token`.
+    pub token_hash: Vec<u8>,
+    /// The account whose password was just checked.
+    pub user_id: i64,
+    /// The client IP of the password step.
+    pub ip_address: Option<String>,
+    /// The User-Agent of the password step.
+    pub user_agent: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A live challenge, as one attempt at it finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaChallenge {
+    /// The account.
+    pub user_id: i64,
+    /// The client IP of the password step.
+    pub ip_address: Option<String>,
+    /// The User-Agent of the password step.
+    pub user_agent: Option<String>,
+    /// Attempts made at it, this one included.
+    pub attempts: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// The second factor of an account (C3): its TOTP secret with the last accepted time step, its
+/// one-time recovery codes (hashes only), and the short-lived challenges of logins waiting for a
+/// code. Every row goes with its account (`ON DELETE CASCADE`).
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Stores a pending (unconfirmed) TOTP secret, replacing a pending one. `false` (nothing
+    /// changed) when the account already has a confirmed one.
+    async fn start_totp(&self, user_id: i64, secret: &[u8], now: i64) -> Result<bool, StoreError>;
+    /// The account's TOTP factor, pending or confirmed.
+    async fn find_totp(&self, user_id: i64) -> Result<Option<TotpFactor>, StoreError>;
+    /// Confirms the pending factor with the step of its first code and, in the same transaction,
+    /// replaces the recovery codes with `recovery_code_hashes`. `false` when there is no pending
+    /// factor or `step` is not after its last step.
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Accepts time step `step` for the confirmed factor: one conditional update that succeeds
+    /// only if `step` is after the last accepted step, so of two uses of one code (here or on
+    /// another instance) exactly one wins. `false` when refused.
+    async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError>;
+    /// Removes the TOTP factor, the recovery codes and the open challenges, in one transaction.
+    /// `false` when the account had no factor (pending or confirmed).
+    async fn delete_mfa(&self, user_id: i64) -> Result<bool, StoreError>;
+    /// Replaces the recovery codes (a new set voids the old) if the account has a confirmed
+    /// TOTP factor; `false` otherwise.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Consumes one recovery code: deleted if it is the account's, in one statement. `true` if it
+    /// was there (so of two concurrent uses exactly one wins).
+    async fn consume_recovery_code(&self, user_id: i64, code_hash: &[u8]) -> Result<bool, StoreError>;
+    /// How many unused recovery codes the account has.
+    async fn recovery_codes_left(&self, user_id: i64) -> Result<u32, StoreError>;
+    /// Stores a login challenge, and deletes the expired ones of every account.
+    async fn create_mfa_challenge(&self, challenge: NewMfaChallenge) -> Result<(), StoreError>;
+    /// Counts one attempt at the live challenge with this hash and returns it, in one conditional
+    /// update: `None` when it is unknown, expired, used, or already had `max_attempts` attempts
+    /// (concurrent attempts cannot exceed the budget).
+    async fn attempt_mfa_challenge(
+        &self,
+        token_hash: &[u8],
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<Option<MfaChallenge>, StoreError>;
+    /// Consumes the live challenge with this hash (a successful code): `true` if this call
+    /// deleted it, so a token completes at most one login.
+    async fn consume_mfa_challenge(&self, token_hash: &[u8], now: i64) -> Result<bool, StoreError>;
+}
+
 /// A login session: one refresh-token family (B2). The session id is the `sid` claim of every
 /// token issued in it; the current refresh token is identified by `current_jti`.
 #[derive(Debug, Clone, PartialEq, Eq)]

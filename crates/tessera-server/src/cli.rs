@@ -21,7 +21,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use serde_json::json;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
-use tessera_core::store::{SessionStore, StoreError, User, UserStore};
+use tessera_core::store::{MfaStore, SessionStore, StoreError, User, UserStore};
 use tessera_store::migrations::{self, MigrationInfo, MigrationStatus};
 use tessera_store::redis_bus::RedisBus;
 use zeroize::Zeroizing;
@@ -174,6 +174,26 @@ pub enum UsersAction {
         /// What to do.
         #[command(subcommand)]
         action: RolesAction,
+    },
+    /// Manage an account's second factor (TOTP and recovery codes).
+    #[command(after_help = FOOTER)]
+    Mfa {
+        /// What to do.
+        #[command(subcommand)]
+        action: MfaAction,
+    },
+}
+
+/// `tessera users mfa ...`.
+#[derive(Debug, Subcommand)]
+pub enum MfaAction {
+    /// Remove the account's authenticator app, recovery codes and pending second-factor logins
+    /// (for a person who lost both their app and their recovery codes, once they proved who they
+    /// are by other means). Logged as the security event `mfa_reset`; the next login needs only
+    /// the password.
+    Reset {
+        /// The account: email, username or numeric id.
+        user: String,
     },
 }
 
@@ -386,7 +406,7 @@ pub fn users_command(action: UsersAction) -> ExitCode {
         _ => None,
     };
     run_async(async move {
-        let (users, sessions) = crate::open_account_stores(&config.database).await?;
+        let (users, sessions, mfa) = crate::open_user_admin_stores(&config.database).await?;
         let accounts = account_service(&config, users.clone(), sessions)?;
         match action {
             UsersAction::Create { email, username, .. } => {
@@ -397,6 +417,9 @@ pub fn users_command(action: UsersAction) -> ExitCode {
             UsersAction::Enable { user } => enable_user(&accounts, &user).await,
             UsersAction::List { limit, offset, json } => list_users(users.as_ref(), limit, offset, json).await,
             UsersAction::Roles { action } => user_roles(&accounts, action).await,
+            UsersAction::Mfa {
+                action: MfaAction::Reset { user },
+            } => reset_mfa(&accounts, mfa.as_ref(), &user).await,
         }
     })
 }
@@ -561,6 +584,19 @@ async fn enable_user(accounts: &Accounts, who: &str) -> anyhow::Result<ExitCode>
         println!("enabled {}: it can log in again", describe(&user));
     } else {
         println!("{} is not disabled", describe(&user));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reset_mfa(accounts: &Accounts, mfa: &dyn MfaStore, who: &str) -> anyhow::Result<ExitCode> {
+    let user = accounts.find(who).await.map_err(operator_failure)?;
+    if crate::app::mfa::reset_mfa(mfa, user.id, "cli").await? {
+        println!(
+            "removed the second factor of {}: it signs in with its password alone",
+            describe(&user)
+        );
+    } else {
+        println!("{} has no second factor", describe(&user));
     }
     Ok(ExitCode::SUCCESS)
 }

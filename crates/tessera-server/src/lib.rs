@@ -42,7 +42,7 @@ use rand::rngs::OsRng;
 use tessera_core::jwt::Validation;
 use tessera_core::password::{PasswordHasher, PasswordPolicy};
 
-use tessera_core::store::{ApiKeyStore, EmailTokenStore, KeyStore, RateLimiter, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, EmailTokenStore, KeyStore, MfaStore, RateLimiter, SessionStore, UserStore};
 use tessera_store::breaker;
 use tessera_store::memory::MemoryRateLimiter;
 use tessera_store::postgres::PgStore;
@@ -79,6 +79,7 @@ struct Stores {
     keys: Arc<dyn KeyStore>,
     api_keys: Arc<dyn ApiKeyStore>,
     email_tokens: Arc<dyn EmailTokenStore>,
+    mfa: Arc<dyn MfaStore>,
 }
 
 /// One database's store under each of its trait objects.
@@ -88,6 +89,7 @@ type StoreHandles = (
     Arc<dyn KeyStore>,
     Arc<dyn ApiKeyStore>,
     Arc<dyn EmailTokenStore>,
+    Arc<dyn MfaStore>,
 );
 
 /// How often the breaker's probe pings a database found unavailable (see
@@ -97,14 +99,21 @@ pub const DATABASE_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Opens the stores of `database`, each behind the same circuit breaker: once a call finds the
 /// database unavailable, calls fail at once (503) until a background ping succeeds.
 async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
-    let (users, sessions, keys, api_keys, email_tokens): StoreHandles = match database {
+    let (users, sessions, keys, api_keys, email_tokens, mfa): StoreHandles = match database {
         Database::Sqlite(path) => {
             let store = Arc::new(
                 SqliteStore::open(path)
                     .await
                     .with_context(|| format!("could not open the database at {}", path.display()))?,
             );
-            (store.clone(), store.clone(), store.clone(), store.clone(), store)
+            (
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store,
+            )
         }
         Database::Postgres(url) => {
             let store = Arc::new(
@@ -112,7 +121,14 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
                     .await
                     .with_context(|| format!("could not connect to DATABASE_URL {database}"))?,
             );
-            (store.clone(), store.clone(), store.clone(), store.clone(), store)
+            (
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store,
+            )
         }
     };
     let guarded = breaker::guard(users, sessions, keys, DATABASE_PROBE_INTERVAL);
@@ -121,7 +137,8 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
         sessions: guarded.sessions,
         keys: guarded.keys,
         api_keys: Arc::new(breaker::Guarded::new(api_keys, Arc::clone(&guarded.breaker))),
-        email_tokens: Arc::new(breaker::Guarded::new(email_tokens, guarded.breaker)),
+        email_tokens: Arc::new(breaker::Guarded::new(email_tokens, Arc::clone(&guarded.breaker))),
+        mfa: Arc::new(breaker::Guarded::new(mfa, guarded.breaker)),
     })
 }
 
@@ -130,6 +147,15 @@ async fn open_stores(database: &Database) -> anyhow::Result<Stores> {
 pub async fn open_account_stores(database: &Database) -> anyhow::Result<(Arc<dyn UserStore>, Arc<dyn SessionStore>)> {
     let stores = open_stores(database).await?;
     Ok((stores.users, stores.sessions))
+}
+
+/// Opens the account, session and second-factor stores of a database (for `tessera users ...`,
+/// `users mfa reset` included; runs migrations like `serve`).
+pub async fn open_user_admin_stores(
+    database: &Database,
+) -> anyhow::Result<(Arc<dyn UserStore>, Arc<dyn SessionStore>, Arc<dyn MfaStore>)> {
+    let stores = open_stores(database).await?;
+    Ok((stores.users, stores.sessions, stores.mfa))
 }
 
 /// Opens every store of a database: users, sessions, signing keys, API keys (for
@@ -167,14 +193,15 @@ pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Res
 /// the store (its pool) to make the running server's database full or read-only.
 pub async fn build_with_store<S>(config: Config, store: Arc<S>) -> anyhow::Result<Built>
 where
-    S: UserStore + SessionStore + KeyStore + ApiKeyStore + EmailTokenStore + 'static,
+    S: UserStore + SessionStore + KeyStore + ApiKeyStore + EmailTokenStore + MfaStore + 'static,
 {
     let stores = Stores {
         users: store.clone(),
         sessions: store.clone(),
         keys: store.clone(),
         api_keys: store.clone(),
-        email_tokens: store,
+        email_tokens: store.clone(),
+        mfa: store,
     };
     build_on(config, stores, SystemClock::shared()).await
 }
@@ -259,6 +286,7 @@ async fn build_on(config: Config, stores: Stores, clock: SharedClock) -> anyhow:
         token_cache: TokenCache::new(config.token_cache_size),
         shared_token_cache,
         email_tokens: stores.email_tokens,
+        mfa: stores.mfa,
         mailer: mail::Mailer::start(&config.mail, &metrics)?,
         metrics,
         config,

@@ -104,6 +104,9 @@ pub struct Metrics {
     /// `tessera_email_tokens_total{purpose,result}`: one-time mail tokens issued, redeemed,
     /// refused.
     pub email_tokens: IntCounterVec,
+    /// `tessera_mfa_total{method,result}`: second-factor checks (C3) at login and enrolment
+    /// ([`MFA_METHODS`] x [`MFA_RESULTS`]).
+    pub mfa: IntCounterVec,
 }
 
 /// The `kind` label values of the mail metrics.
@@ -111,6 +114,11 @@ pub const MAIL_KINDS: [&str; 4] = ["verify_email", "change_email", "email_change
 /// The `reason` label values of `tessera_mail_dropped_total`: the queue was full, every retry
 /// failed, or the address's send limit (RATE_LIMIT_MAIL_ADDRESS) was reached.
 pub const MAIL_DROP_REASONS: [&str; 3] = ["queue_full", "gave_up", "limited"];
+/// The `method` label values of `tessera_mfa_total`.
+pub const MFA_METHODS: [&str; 2] = ["totp", "recovery_code"];
+/// The `result` label values of `tessera_mfa_total`: accepted, wrong, a replayed TOTP step, or a
+/// challenge token that was unknown, used, expired or out of attempts.
+pub const MFA_RESULTS: [&str; 4] = ["success", "failure", "replay", "invalid_token"];
 /// The `result` label values of `tessera_email_tokens_total`.
 pub const EMAIL_TOKEN_RESULTS: [&str; 3] = ["issued", "redeemed", "invalid"];
 
@@ -358,6 +366,16 @@ impl Metrics {
                     &["purpose", "result"],
                 )?,
             )?,
+            mfa: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tessera_mfa_total",
+                        "Second-factor checks (TOTP, recovery codes) by method and result.",
+                    ),
+                    &["method", "result"],
+                )?,
+            )?,
             registry,
         };
         metrics.declare_label_values();
@@ -396,6 +414,11 @@ impl Metrics {
         for purpose in tessera_core::store::EmailTokenPurpose::ALL {
             for result in EMAIL_TOKEN_RESULTS {
                 self.email_tokens.with_label_values(&[purpose.as_str(), result]);
+            }
+        }
+        for method in MFA_METHODS {
+            for result in MFA_RESULTS {
+                self.mfa.with_label_values(&[method, result]);
             }
         }
         for endpoint in FORWARD_AUTH_ENDPOINTS {

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tessera_core::store::{
     ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, EmailToken, EmailTokenStore, InsertCondition, KeyPurpose,
-    KeyStore, KeyUsage, NewEmailToken, NewSession, NewUser, Redeemed, Redemption, RefreshRotation, Rotation,
-    RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
+    KeyStore, KeyUsage, MfaChallenge, MfaStore, NewEmailToken, NewMfaChallenge, NewSession, NewUser, Redeemed,
+    Redemption, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, TotpFactor,
+    User, UserStore,
 };
 
 /// Each probe ping gives up after this long (the pool's own acquire timeout is longer).
@@ -378,6 +379,79 @@ impl EmailTokenStore for Guarded<dyn EmailTokenStore> {
     ) -> Result<Option<Redeemed>, StoreError> {
         self.breaker
             .call(self.inner.redeem_email_token(token_hash, redemption, now))
+            .await
+    }
+}
+
+#[async_trait]
+impl MfaStore for Guarded<dyn MfaStore> {
+    async fn start_totp(&self, user_id: i64, secret: &[u8], now: i64) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.start_totp(user_id, secret, now)).await
+    }
+
+    async fn find_totp(&self, user_id: i64) -> Result<Option<TotpFactor>, StoreError> {
+        self.breaker.call(self.inner.find_totp(user_id)).await
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.confirm_totp(user_id, step, recovery_code_hashes, now))
+            .await
+    }
+
+    async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.use_totp_step(user_id, step)).await
+    }
+
+    async fn delete_mfa(&self, user_id: i64) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.delete_mfa(user_id)).await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.replace_recovery_codes(user_id, recovery_code_hashes, now))
+            .await
+    }
+
+    async fn consume_recovery_code(&self, user_id: i64, code_hash: &[u8]) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.consume_recovery_code(user_id, code_hash))
+            .await
+    }
+
+    async fn recovery_codes_left(&self, user_id: i64) -> Result<u32, StoreError> {
+        self.breaker.call(self.inner.recovery_codes_left(user_id)).await
+    }
+
+    async fn create_mfa_challenge(&self, challenge: NewMfaChallenge) -> Result<(), StoreError> {
+        self.breaker.call(self.inner.create_mfa_challenge(challenge)).await
+    }
+
+    async fn attempt_mfa_challenge(
+        &self,
+        token_hash: &[u8],
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<Option<MfaChallenge>, StoreError> {
+        self.breaker
+            .call(self.inner.attempt_mfa_challenge(token_hash, max_attempts, now))
+            .await
+    }
+
+    async fn consume_mfa_challenge(&self, token_hash: &[u8], now: i64) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.consume_mfa_challenge(token_hash, now))
             .await
     }
 }

@@ -35,9 +35,9 @@ use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
     ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, EmailToken, EmailTokenPurpose, EmailTokenStore, InsertCondition,
-    KeyPurpose, KeyStore, KeyUsage, NewEmailToken, NewSession, NewUser, Redeemed, Redemption, RefreshRotation,
-    Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, User, UserStore,
-    check_account_then_rotate,
+    KeyPurpose, KeyStore, KeyUsage, MfaChallenge, MfaStore, NewEmailToken, NewMfaChallenge, NewSession, NewUser,
+    Redeemed, Redemption, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey,
+    TotpFactor, User, UserStore, check_account_then_rotate,
 };
 
 use crate::store_error;
@@ -1351,4 +1351,294 @@ where
             ok => self.wrote(ok.map_err(store_error)),
         }
     }
+}
+
+#[derive(FromRow)]
+struct TotpRow {
+    secret: Vec<u8>,
+    confirmed_at: Option<i64>,
+    created_at: i64,
+    last_step: i64,
+}
+
+#[derive(FromRow)]
+struct MfaChallengeRow {
+    user_id: i64,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    attempts: i64,
+    expires_at: i64,
+}
+
+#[async_trait]
+impl<D: Dialect> MfaStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn start_totp(&self, user_id: i64, secret: &[u8], now: i64) -> Result<bool, StoreError> {
+        // One statement: a pending factor is replaced, a confirmed one is left alone (the
+        // upsert's WHERE), and the row count says which happened.
+        let started = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO mfa_totp (user_id, secret, confirmed_at, created_at, last_step) \
+             VALUES ($1, $2, NULL, $3, -1) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at, \
+             last_step = -1 WHERE mfa_totp.confirmed_at IS NULL RETURNING user_id",
+        )
+        .bind(user_id)
+        .bind(secret)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(started.map(|rows| !rows.is_empty()))
+    }
+
+    async fn find_totp(&self, user_id: i64) -> Result<Option<TotpFactor>, StoreError> {
+        let rows = sqlx::query_as::<_, TotpRow>(
+            "SELECT secret, confirmed_at, created_at, last_step FROM mfa_totp WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(first(rows).map(|row| TotpFactor {
+            secret: row.secret,
+            confirmed_at: row.confirmed_at,
+            created_at: row.created_at,
+            last_step: row.last_step,
+        }))
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: i64,
+        step: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let confirmed = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let confirmed = sqlx::query_scalar::<_, i64>(
+                "UPDATE mfa_totp SET confirmed_at = $1, last_step = $2 \
+                 WHERE user_id = $3 AND confirmed_at IS NULL AND last_step < $2 RETURNING user_id",
+            )
+            .bind(now)
+            .bind(step)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if confirmed.is_empty() {
+                return Ok(false);
+            }
+            replace_codes(&mut tx, user_id, recovery_code_hashes, now).await?;
+            tx.commit().await?;
+            Ok(true)
+        };
+        let confirmed: Result<bool, sqlx::Error> = confirmed.await;
+        if confirmed.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(confirmed.map_err(store_error))
+    }
+
+    async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+        // The replay check and the update are one statement: of two uses of one step, on any
+        // instance, exactly one finds `last_step < step`.
+        let used = sqlx::query_scalar::<_, i64>(
+            "UPDATE mfa_totp SET last_step = $1 \
+             WHERE user_id = $2 AND confirmed_at IS NOT NULL AND last_step < $1 RETURNING user_id",
+        )
+        .bind(step)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(used.map(|rows| !rows.is_empty()))
+    }
+
+    async fn delete_mfa(&self, user_id: i64) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let deleted = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let gone = sqlx::query_scalar::<_, i64>("DELETE FROM mfa_totp WHERE user_id = $1 RETURNING user_id")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(!gone.is_empty())
+        };
+        let deleted: Result<bool, sqlx::Error> = deleted.await;
+        if deleted.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(deleted.map_err(store_error))
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: i64,
+        recovery_code_hashes: &[Vec<u8>],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let replaced = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let enrolled = sqlx::query_scalar::<_, i64>(
+                "SELECT user_id FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+            )
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if enrolled.is_empty() {
+                return Ok(false);
+            }
+            replace_codes(&mut tx, user_id, recovery_code_hashes, now).await?;
+            tx.commit().await?;
+            Ok(true)
+        };
+        let replaced: Result<bool, sqlx::Error> = replaced.await;
+        if replaced.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(replaced.map_err(store_error))
+    }
+
+    async fn consume_recovery_code(&self, user_id: i64, code_hash: &[u8]) -> Result<bool, StoreError> {
+        let used = sqlx::query_scalar::<_, i64>(
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2 RETURNING user_id",
+        )
+        .bind(user_id)
+        .bind(code_hash)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(used.map(|rows| !rows.is_empty()))
+    }
+
+    async fn recovery_codes_left(&self, user_id: i64) -> Result<u32, StoreError> {
+        let count = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM mfa_recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(first(count).and_then(|n| u32::try_from(n).ok()).unwrap_or(0))
+    }
+
+    async fn create_mfa_challenge(&self, challenge: NewMfaChallenge) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let created = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
+                .bind(challenge.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO mfa_challenges (token_hash, user_id, ip_address, user_agent, attempts, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $6)",
+            )
+            .bind(challenge.token_hash.as_slice())
+            .bind(challenge.user_id)
+            .bind(challenge.ip_address.as_deref())
+            .bind(challenge.user_agent.as_deref())
+            .bind(challenge.created_at)
+            .bind(challenge.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        let created = created.await;
+        if created.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(created.map_err(store_error))
+    }
+
+    async fn attempt_mfa_challenge(
+        &self,
+        token_hash: &[u8],
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<Option<MfaChallenge>, StoreError> {
+        // Counting the attempt and checking the budget is one conditional update: parallel
+        // guesses at one token cannot get more than `max_attempts` between them.
+        let rows = sqlx::query_as::<_, MfaChallengeRow>(
+            "UPDATE mfa_challenges SET attempts = attempts + 1 \
+             WHERE token_hash = $1 AND expires_at > $2 AND attempts < $3 \
+             RETURNING user_id, ip_address, user_agent, attempts, expires_at",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(rows.map(|rows| {
+            first(rows).map(|row| MfaChallenge {
+                user_id: row.user_id,
+                ip_address: row.ip_address,
+                user_agent: row.user_agent,
+                attempts: row.attempts,
+                expires_at: row.expires_at,
+            })
+        }))
+    }
+
+    async fn consume_mfa_challenge(&self, token_hash: &[u8], now: i64) -> Result<bool, StoreError> {
+        let gone = sqlx::query_scalar::<_, i64>(
+            "DELETE FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(gone.map(|rows| !rows.is_empty()))
+    }
+}
+
+/// Replaces an account's recovery codes inside the caller's transaction.
+async fn replace_codes<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    user_id: i64,
+    recovery_code_hashes: &[Vec<u8>],
+    now: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    for hash in recovery_code_hashes {
+        sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(hash.as_slice())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

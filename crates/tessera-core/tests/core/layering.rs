@@ -27,6 +27,7 @@ const ORDER: &[&str] = &[
     "scope",
     "gateway",
     "apikey",
+    "totp",
     "store",
 ];
 

@@ -81,6 +81,22 @@ pub enum Error {
     /// A mailed link's token is unknown, used or expired.
     #[error("invalid mail token")]
     InvalidMailToken,
+    /// An `mfa_token` is unknown, used, expired or out of attempts (C3): sign in again.
+    #[error("invalid mfa token")]
+    MfaTokenInvalid,
+    /// A wrong (or replayed) second-factor code at login; the token allows `attempts_left` more.
+    #[error("invalid mfa code")]
+    InvalidMfaCode {
+        /// Codes the challenge still accepts.
+        attempts_left: i64,
+    },
+    /// A TOTP factor is enrolled already (remove it before enrolling again).
+    #[error("mfa already enrolled")]
+    MfaAlreadyEnrolled,
+    /// The action needs a TOTP factor (pending for a confirmation, confirmed for new recovery
+    /// codes) that the account does not have.
+    #[error("mfa not enrolled")]
+    MfaNotEnrolled,
     /// Nothing of that id belongs to the caller.
     #[error("not found")]
     NotFound,

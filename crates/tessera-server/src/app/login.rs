@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use super::App;
 use super::error::{Error, FieldError};
+use super::mfa::LoginOutcome;
 use crate::clock::Stopwatch;
 
 /// Passwords longer than this (in bytes) are refused before any hashing work.
@@ -50,18 +51,23 @@ pub struct SessionTokens {
 }
 
 impl App {
-    /// Logs in: checks the credentials and starts a session. Counts the attempt in
-    /// `auth_login_attempts_total` and times it in `auth_login_duration_seconds`.
-    pub async fn login(&self, attempt: LoginAttempt, client: &ClientInfo) -> Result<SessionTokens, Error> {
+    /// Logs in: checks the credentials and starts a session, or, for an account with a second
+    /// factor (C3), answers with a challenge instead ([`LoginOutcome::MfaRequired`]). Counts the
+    /// attempt in `auth_login_attempts_total` (a challenge counts when its code completes the
+    /// login, in [`App::login_mfa`]) and times it in `auth_login_duration_seconds`.
+    pub async fn login(&self, attempt: LoginAttempt, client: &ClientInfo) -> Result<LoginOutcome, Error> {
         let started = Stopwatch::start();
         let result = self.login_attempt(attempt, client).await;
         self.metrics.login_duration.observe(started.elapsed().as_secs_f64());
-        let status = if result.is_ok() { "success" } else { "failure" };
-        self.metrics.login_attempts.with_label_values(&[status]).inc();
+        match &result {
+            Ok(LoginOutcome::Session(_)) => self.metrics.login_attempts.with_label_values(&["success"]).inc(),
+            Ok(LoginOutcome::MfaRequired(_)) => {}
+            Err(_) => self.metrics.login_attempts.with_label_values(&["failure"]).inc(),
+        }
         result
     }
 
-    async fn login_attempt(&self, attempt: LoginAttempt, client: &ClientInfo) -> Result<SessionTokens, Error> {
+    async fn login_attempt(&self, attempt: LoginAttempt, client: &ClientInfo) -> Result<LoginOutcome, Error> {
         let LoginAttempt { login, password } = attempt;
         let ip = client.ip.as_str();
         if password.len() > MAX_PASSWORD_BYTES {
@@ -151,6 +157,14 @@ impl App {
             tracing::warn!(event = "login_failure", email = %login, ip_address = %ip, reason = "email_not_verified", "login before the email address was verified");
             return Err(Error::EmailNotVerified);
         }
+        // Only after the password and every limit: whether an account has a second factor is
+        // told to no one without its password, and the code step cannot skip a limit.
+        if self.requires_mfa(&user).await? {
+            let mut challenge = self.issue_mfa_challenge(&user, client).await?;
+            challenge.limit = Some(decision);
+            tracing::info!(event = "login_mfa_required", user_id = user.id, ip_address = %ip, elapsed_ms, "password accepted; waiting for the second factor");
+            return Ok(LoginOutcome::MfaRequired(challenge));
+        }
         let mut tokens = self.start_session(&user, client).await.inspect_err(|error| {
             if matches!(error, Error::AccountDisabled) {
                 // Disabled between the check above and the session insert (`users disable`
@@ -160,7 +174,7 @@ impl App {
         })?;
         tokens.limit = Some(decision);
         tracing::info!(event = "login_success", user_id = user.id, username = %user.username, ip_address = %ip, elapsed_ms, "login succeeded");
-        Ok(tokens)
+        Ok(LoginOutcome::Session(tokens))
     }
 
     /// Upgrades a password hash made with old parameters, after the response has gone.
@@ -189,7 +203,7 @@ impl App {
     }
 
     /// Creates a session and issues its first token pair.
-    async fn start_session(&self, user: &User, client: &ClientInfo) -> Result<SessionTokens, Error> {
+    pub(super) async fn start_session(&self, user: &User, client: &ClientInfo) -> Result<SessionTokens, Error> {
         let now = self.clock.now();
         let sid = super::random_id();
         let refresh_jti = super::random_id();

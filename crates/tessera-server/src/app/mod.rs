@@ -21,6 +21,7 @@ pub mod identity;
 pub mod introspect;
 pub mod limits;
 pub mod login;
+pub mod mfa;
 pub mod origin;
 pub mod refresh;
 pub mod sessions;
@@ -34,7 +35,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use tessera_core::jwt::{self, Claims, TokenError, TokenKind, Validation};
 use tessera_core::keys::{KeyRing, SignError};
-use tessera_core::store::{ApiKeyStore, Denylist, EmailTokenStore, KeyStore, SessionStore, UserStore};
+use tessera_core::store::{ApiKeyStore, Denylist, EmailTokenStore, KeyStore, MfaStore, SessionStore, UserStore};
 
 use crate::backends::RedisHealth;
 use crate::clock::SharedClock;
@@ -68,6 +69,8 @@ pub struct App {
     pub api_keys: Arc<dyn ApiKeyStore>,
     /// One-time mail tokens (C2).
     pub email_tokens: Arc<dyn EmailTokenStore>,
+    /// Second factors: TOTP, recovery codes, login challenges (C3).
+    pub mfa: Arc<dyn MfaStore>,
     /// Outgoing mail (C2).
     pub mailer: crate::mail::Mailer,
     /// Last uses of API keys not yet written (flushed in batches).

@@ -19,6 +19,7 @@ use super::i18n::{Lang, message};
 use super::limits;
 use crate::app::accounts::Registration;
 use crate::app::login::{ClientInfo, LoginAttempt, SessionTokens};
+use crate::app::mfa::{LoginOutcome, MfaRequired, SecondFactor};
 use crate::app::origin::RequestOrigin;
 use crate::app::refresh::RefreshSource;
 
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/register", post(register))
         .route("/login", post(login))
+        .route("/login/mfa", post(login_mfa))
         .route("/refresh", post(refresh))
         .route("/refresh/csrf", get(refresh_csrf))
         .route("/logout", post(logout))
@@ -198,6 +200,9 @@ fn token_response(state: &AppState, lang: Lang, message_key: &str, tokens: &Sess
 /// Logs in: starts a session and returns its first token pair.
 ///
 /// The account is named by `email` or `username`. Rate limited per client IP and per account.
+/// For an account with a second factor, a right password answers 200 `{"mfa_required": true,
+/// "mfa_token", "methods"}` instead, with no session and no cookies: `POST /login/mfa` completes
+/// the login.
 #[utoipa::path(
     post,
     path = "/login",
@@ -209,7 +214,7 @@ fn token_response(state: &AppState, lang: Lang, message_key: &str, tokens: &Sess
     responses(
         (status = 200, description = "Logged in: a new session. Sets the `access_token` cookie \
             (Path=/) and the `refresh_token` cookie (Path=/refresh) unless TOKEN_DELIVERY=body.",
-            body = TokenResponse,
+            body = LoginResponse,
             headers(
                 ("Set-Cookie" = String, description = "`access_token` and `refresh_token`, HttpOnly, with COOKIE_SECURE and COOKIE_SAMESITE."),
                 ("X-RateLimit-Limit" = u64, description = "Login attempts allowed in the window (the stricter of per IP and per account)."),
@@ -247,7 +252,125 @@ pub(super) async fn login(
         return Err(AppError::Validation(errors));
     };
     let client = ClientInfo { ip, user_agent };
-    let tokens = state.login(LoginAttempt { login, password }, &client).await?;
+    match state.login(LoginAttempt { login, password }, &client).await? {
+        LoginOutcome::Session(tokens) => Ok(token_response(&state, lang, "login_success", &tokens)),
+        LoginOutcome::MfaRequired(challenge) => Ok(mfa_required_response(lang, &challenge)),
+    }
+}
+
+/// What `POST /login` answers with 200 (for the document: the handler returns one of the two).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum LoginResponse {
+    /// Logged in.
+    Tokens(TokenResponse),
+    /// The account has a second factor: `POST /login/mfa` next.
+    MfaRequired(MfaRequiredResponse),
+}
+
+/// The answer of a login whose account has a second factor (C3): no session, no cookies.
+#[derive(Serialize, ToSchema)]
+struct MfaRequiredResponse {
+    /// Always `true`.
+    mfa_required: bool,
+    /// "Password accepted: enter the code ...", in the client's language.
+    message: &'static str,
+    /// The challenge token for `POST /login/mfa`: single use, 5 minutes, at most 5 codes.
+    mfa_token: String,
+    /// Seconds the token lives.
+    expires_in: i64,
+    /// What `POST /login/mfa` accepts: `totp` (`code`) and `recovery_code`.
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    methods: Vec<&'static str>,
+}
+
+fn mfa_required_response(lang: Lang, challenge: &MfaRequired) -> Response {
+    let body = MfaRequiredResponse {
+        mfa_required: true,
+        message: message("mfa_required", lang),
+        mfa_token: challenge.mfa_token.to_string(),
+        expires_in: challenge.expires_in,
+        methods: crate::app::mfa::METHODS.to_vec(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(decision) = &challenge.limit {
+        headers.extend(limits::headers(decision));
+    }
+    (StatusCode::OK, headers, axum::Json(body)).into_response()
+}
+
+/// `POST /login/mfa`: the second step of a login that answered `mfa_required`.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LoginMfaRequest {
+    /// The `mfa_token` of the login's answer.
+    #[schema(value_type = String, required = true)]
+    mfa_token: Option<String>,
+    /// A 6-digit code from the authenticator app (spaces allowed). Give this or `recovery_code`.
+    #[schema(example = "123456")]
+    code: Option<String>,
+    /// One of the recovery codes (`xxxx-xxxx-xxxx-xxxx`; case, spaces and hyphens do not matter);
+    /// each works once.
+    #[schema(example = "7k3m-q9x2-hh4d-0pzc")]
+    recovery_code: Option<String>,
+}
+
+/// Completes a login with its second factor: a TOTP code or a recovery code.
+///
+/// Answers exactly as a login without a second factor does (same body and cookies). A wrong or
+/// replayed code is 401 `invalid_mfa_code` with `details.attempts_left`; the token is void after
+/// 5 codes, after its 5 minutes, and once it completed a login (401 `invalid_mfa_token`: sign in
+/// again). Codes count against the account's login limit (RATE_LIMIT_LOGIN_ACCOUNT).
+#[utoipa::path(
+    post,
+    path = "/login/mfa",
+    tag = "auth",
+    request_body(content((LoginMfaRequest = "application/json"))),
+    responses(
+        (status = 200, description = "Logged in: a new session, as from `POST /login`.", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "`access_token` and `refresh_token`, as from `POST /login`."))),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub(super) async fn login_mfa(
+    State(state): State<AppState>,
+    lang: Lang,
+    ClientIp(ip): ClientIp,
+    UserAgent(user_agent): UserAgent,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<LoginMfaRequest>,
+) -> AppResult<Response> {
+    state.check_same_site(request_origin(&headers), &ip)?;
+    let mut errors = Vec::new();
+    let token = Zeroizing::new(required(request.mfa_token, "mfa_token", &mut errors));
+    let factor = match (request.code, request.recovery_code) {
+        (Some(code), None) => Some(SecondFactor::Totp(Zeroizing::new(code))),
+        (None, Some(code)) => Some(SecondFactor::RecoveryCode(Zeroizing::new(code))),
+        (None, None) => {
+            errors.push(FieldError::new("code", "missing", "code or recovery_code required"));
+            None
+        }
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "recovery_code",
+                "conflicting_fields",
+                "give code or recovery_code, not both",
+            ));
+            None
+        }
+    };
+    let (Some(factor), true) = (factor, errors.is_empty()) else {
+        return Err(AppError::Validation(errors));
+    };
+    let client = ClientInfo { ip, user_agent };
+    let tokens = state.login_mfa(&token, factor, &client).await?;
     Ok(token_response(&state, lang, "login_success", &tokens))
 }
 

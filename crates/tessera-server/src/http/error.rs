@@ -42,6 +42,14 @@ pub enum ErrorCode {
     EmailNotVerified,
     /// 400: a mailed link's token is unknown, used or expired (C2).
     InvalidLink,
+    /// 401: an `mfa_token` is unknown, used, expired or out of attempts (C3).
+    InvalidMfaToken,
+    /// 401: a wrong or replayed second-factor code at login (C3); `details.attempts_left`.
+    InvalidMfaCode,
+    /// 409: a TOTP factor is enrolled already (C3).
+    MfaAlreadyEnrolled,
+    /// 409: the action needs a TOTP factor the account does not have (C3).
+    MfaNotEnrolled,
     /// 403: refused for another reason: a forward-auth role rule is not met, or forward auth
     /// was asked by a peer that is not a trusted proxy (G2); the message says which.
     Forbidden,
@@ -77,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -89,6 +97,10 @@ impl ErrorCode {
         ErrorCode::SessionRequired,
         ErrorCode::EmailNotVerified,
         ErrorCode::InvalidLink,
+        ErrorCode::InvalidMfaToken,
+        ErrorCode::InvalidMfaCode,
+        ErrorCode::MfaAlreadyEnrolled,
+        ErrorCode::MfaNotEnrolled,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
@@ -113,7 +125,9 @@ impl ErrorCode {
             ErrorCode::NotAuthenticated
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
-            | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            | ErrorCode::InvalidCredentials
+            | ErrorCode::InvalidMfaToken
+            | ErrorCode::InvalidMfaCode => StatusCode::UNAUTHORIZED,
             ErrorCode::AccountDisabled
             | ErrorCode::CsrfFailed
             | ErrorCode::InsufficientScope
@@ -123,7 +137,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::MfaAlreadyEnrolled | ErrorCode::MfaNotEnrolled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
@@ -149,6 +163,10 @@ impl ErrorCode {
             ErrorCode::SessionRequired => "session_required",
             ErrorCode::EmailNotVerified => "email_not_verified",
             ErrorCode::InvalidLink => "invalid_link",
+            ErrorCode::InvalidMfaToken => "invalid_mfa_token",
+            ErrorCode::InvalidMfaCode => "invalid_mfa_code",
+            ErrorCode::MfaAlreadyEnrolled => "mfa_already_enrolled",
+            ErrorCode::MfaNotEnrolled => "mfa_not_enrolled",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -229,6 +247,9 @@ pub enum AppError {
     /// (`details.role` names it, G2).
     #[error("role {0} needed")]
     MissingRole(String),
+    /// 401 `invalid_mfa_code`, with the attempts the `mfa_token` has left.
+    #[error("invalid mfa code")]
+    InvalidMfaCode(i64),
     /// 429 with the decision that refused (for the headers).
     #[error("rate limited")]
     RateLimited(tessera_core::limits::Decision),
@@ -302,6 +323,10 @@ impl From<app::Error> for AppError {
             app::Error::SessionRequired => AppError::Code(ErrorCode::SessionRequired),
             app::Error::EmailNotVerified => AppError::Code(ErrorCode::EmailNotVerified),
             app::Error::InvalidMailToken => AppError::Code(ErrorCode::InvalidLink),
+            app::Error::MfaTokenInvalid => AppError::Code(ErrorCode::InvalidMfaToken),
+            app::Error::InvalidMfaCode { attempts_left } => AppError::InvalidMfaCode(attempts_left),
+            app::Error::MfaAlreadyEnrolled => AppError::Code(ErrorCode::MfaAlreadyEnrolled),
+            app::Error::MfaNotEnrolled => AppError::Code(ErrorCode::MfaNotEnrolled),
             app::Error::Conflict(field) => AppError::Conflict(field),
             app::Error::Unavailable { retry_after, reason } => AppError::Unavailable { retry_after, reason },
             app::Error::StorageUnavailable { fault, detail } => AppError::StorageUnavailable { fault, detail },
@@ -458,6 +483,10 @@ impl IntoResponse for AppError {
                     ..RenderedError::plain(ErrorCode::QuotaExceeded)
                 }
             }
+            AppError::InvalidMfaCode(attempts_left) => RenderedError {
+                details: Some(json!({ "attempts_left": attempts_left })),
+                ..RenderedError::plain(ErrorCode::InvalidMfaCode)
+            },
             AppError::Code(code) => RenderedError::plain(code),
             AppError::Token { code, refresh: false } => RenderedError::plain(code),
             AppError::Token { code, refresh: true } => RenderedError {

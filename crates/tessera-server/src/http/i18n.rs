@@ -100,6 +100,27 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "The forwarded request headers are missing or malformed",
             "转发的原始请求头缺失或格式错误",
         ),
+        "invalid_mfa_token" => (
+            "This sign-in has expired or was used up: sign in with your password again",
+            "此次登录已过期或已用尽尝试次数：请重新使用密码登录",
+        ),
+        "invalid_mfa_code" => (
+            "The code is not correct or was used already; see details.attempts_left",
+            "验证码不正确或已被使用，请参阅 details.attempts_left",
+        ),
+        "mfa_already_enrolled" => (
+            "An authenticator app is set up already: remove it before setting up another",
+            "已设置身份验证器应用：请先移除后再设置新的",
+        ),
+        "mfa_not_enrolled" => (
+            "No authenticator app is set up (or waiting for its first code) on this account",
+            "此账户未设置身份验证器应用（或未在等待首个验证码）",
+        ),
+        "mfa_required" => (
+            "Password accepted: enter the code from your authenticator app or a recovery code",
+            "密码正确：请输入身份验证器应用中的验证码或一个恢复码",
+        ),
+        "mfa_removed" => ("Two-factor authentication removed", "已移除两步验证"),
         "not_found" => ("Not found", "资源不存在"),
         "method_not_allowed" => ("Method not allowed", "不允许的请求方法"),
         "request_timeout" => ("The request took too long", "请求超时"),
@@ -189,6 +210,9 @@ pub fn field_message(code: &str, english: &str, lang: Lang) -> String {
         "empty" => "不能为空",
         "too_long" => "内容过长",
         "incorrect_password" => "密码不正确",
+        "incorrect_code" => "验证码不正确",
+        "invalid_format" => "格式无效",
+        "conflicting_fields" => "请只提供 code 或 recovery_code 其中之一",
         _ => return english.to_owned(),
     };
     zh.to_owned()

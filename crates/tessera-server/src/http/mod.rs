@@ -22,6 +22,7 @@ mod introspect;
 mod jwks;
 pub mod limits;
 mod metrics;
+mod mfa;
 pub mod openapi;
 mod page_text;
 mod pages;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::router())
         .merge(sessions::router(&state))
         .merge(settings::router(&state))
+        .merge(mfa::router(&state))
         .merge(email::router(&state))
         .merge(profile::router(&state))
         .merge(echo.unwrap_or_default())

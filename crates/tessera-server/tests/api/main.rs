@@ -29,6 +29,7 @@ mod login;
 mod logout;
 mod mail;
 mod metrics;
+mod mfa;
 mod observability;
 mod openapi;
 mod pages;

@@ -758,3 +758,171 @@ async fn alert_rules_and_dashboard_use_only_exported_metrics_and_pass_promtool()
         assert!(output.contains("SUCCESS"), "{output}");
     }
 }
+
+/// The second factor's security events and metrics on the real binary (C3): `mfa_enrolled`,
+/// `login_mfa_required`, `mfa_failure`, `recovery_code_used`, `login_success` with the method,
+/// `mfa_removed`; `tessera_mfa_total{method,result}`; and no TOTP secret, code, recovery code or
+/// `mfa_token` in any line.
+#[tokio::test]
+async fn mfa_security_events_metrics_and_no_factor_secret_in_any_line() {
+    use tessera_server::clock::{Clock, SystemClock};
+
+    let server = Server::start(&[
+        ("SECRET_KEY", ACCESS_SECRET),
+        ("REFRESH_SECRET_KEY", REFRESH_SECRET),
+        ("COOKIE_SECURE", "false"),
+        ("LOG_LEVEL", "debug"),
+        ("PASSWORD_HASH_MEMORY_KIB", "256"),
+        ("PASSWORD_HASH_ITERATIONS", "1"),
+    ]);
+    let client = client();
+    let post = |path: &str, access: Option<&str>, body: Value| {
+        let mut request = client.post(server.url(path)).json(&body);
+        if let Some(access) = access {
+            request = request.bearer_auth(access);
+        }
+        request.send()
+    };
+    let response = post(
+        "/register",
+        None,
+        json!({ "email": "mfa@example.com", "username": "mfa", "password": PASSWORD }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let user_id = response.json::<Value>().await.unwrap()["user_id"].as_i64().unwrap();
+    let session = read_login(login(&client, &server, "mfa@example.com", PASSWORD).await).await;
+    let mut secrets = vec![PASSWORD.to_owned()];
+    keep(&mut secrets, &session);
+
+    // Enrol and confirm.
+    let started: Value = post(
+        "/account/mfa/totp",
+        Some(&session.access),
+        json!({ "password": PASSWORD }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let base32 = started["secret"].as_str().unwrap().to_owned();
+    let secret = tessera_core::totp::TotpSecret::from_base32(&base32).unwrap();
+    secrets.push(base32);
+    let now = SystemClock.now();
+    let response = post(
+        "/account/mfa/totp/confirm",
+        Some(&session.access),
+        json!({ "code": secret.code_at(now).to_string() }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let codes: Vec<String> = response.json::<Value>().await.unwrap()["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    secrets.extend(codes.iter().cloned());
+    secrets.extend(codes.iter().map(|c| c.replace('-', "")));
+    assert_fields(
+        &server.events("mfa_enrolled").await[0],
+        &[("user_id", json!(user_id)), ("method", json!("totp"))],
+    );
+
+    // Login: a challenge; a wrong code; a recovery code.
+    let challenge: Value = login(&client, &server, "mfa@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = challenge["mfa_token"].as_str().unwrap().to_owned();
+    secrets.push(token.clone());
+    assert_fields(
+        &server.events("login_mfa_required").await[0],
+        &[("user_id", json!(user_id))],
+    );
+    let right = [now - 30, now, now + 30].map(|t| secret.code_at(t).to_string());
+    let wrong = (0..10)
+        .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+        .find(|c| !right.contains(c))
+        .unwrap();
+    let response = post("/login/mfa", None, json!({ "mfa_token": token, "code": wrong }))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_fields(
+        &server.events("mfa_failure").await[0],
+        &[
+            ("user_id", json!(user_id)),
+            ("method", json!("totp")),
+            ("reason", json!("wrong_code")),
+            ("attempts_left", json!(4)),
+        ],
+    );
+    let response = post(
+        "/login/mfa",
+        None,
+        json!({ "mfa_token": token, "recovery_code": codes[0] }),
+    )
+    .await
+    .unwrap();
+    let second = read_login(response).await;
+    keep(&mut secrets, &second);
+    assert_fields(
+        &server.events("recovery_code_used").await[0],
+        &[("user_id", json!(user_id)), ("recovery_codes_left", json!(9))],
+    );
+    let logins = server.events("login_success").await;
+    assert!(
+        logins
+            .iter()
+            .any(|line| line.get("mfa") == Some(&json!("recovery_code"))),
+        "{logins:?}"
+    );
+
+    // Removal.
+    let response = client
+        .delete(server.url("/account/mfa/totp"))
+        .bearer_auth(&second.access)
+        .json(&json!({ "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_fields(&server.events("mfa_removed").await[0], &[("user_id", json!(user_id))]);
+
+    let raw = server.lines.lock().unwrap().join("\n");
+    for secret in &secrets {
+        assert!(!raw.contains(secret.as_str()), "a secret reached the log: {secret}");
+    }
+    let metrics = client
+        .get(format!("{}/metrics", server.metrics_address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&metrics, r#"tessera_mfa_total{method="totp",result="success"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, r#"tessera_mfa_total{method="totp",result="failure"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"tessera_mfa_total{method="recovery_code",result="success"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, r#"tessera_mfa_total{method="totp",result="replay"}"#),
+        0.0
+    );
+}

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    ApiKey, ApiKeyStore, EmailTokenPurpose, EmailTokenStore, KeyPurpose, KeyStore, KeyUsage, NewEmailToken, NewSession,
-    NewUser, Redemption, RefreshRotation, Rotation, RotationOutcome, SessionStore, StorageFault, StoreError, StoredKey,
-    UserStore,
+    ApiKey, ApiKeyStore, EmailTokenPurpose, EmailTokenStore, KeyPurpose, KeyStore, KeyUsage, MfaStore, NewEmailToken,
+    NewMfaChallenge, NewSession, NewUser, Redemption, RefreshRotation, Rotation, RotationOutcome, SessionStore,
+    StorageFault, StoreError, StoredKey, UserStore,
 };
 
 fn new_user(email: &str, username: &str) -> NewUser {
@@ -1321,4 +1321,152 @@ pub async fn email_token_contract(users: &dyn UserStore, sessions: &dyn SessionS
     );
     assert!(users.delete_account(other.id, 703, 0).await.unwrap().is_some());
     assert_eq!(tokens.find_email_token(&[9; 32], 704).await.unwrap(), None);
+}
+
+fn challenge(tag: u8, user_id: i64, now: i64) -> NewMfaChallenge {
+    NewMfaChallenge {
+        token_hash: vec![tag; 32],
+        user_id,
+        ip_address: Some("192.0.2.7".into()),
+        user_agent: Some("test".into()),
+        created_at: now,
+        expires_at: now + 300,
+    }
+}
+
+/// The second factor (C3): pending and confirmed TOTP, the replay-refusing step update, recovery
+/// codes used once and voided by a new set, challenges with an attempt budget, and everything
+/// going with the account.
+pub async fn mfa_contract(users: &dyn UserStore, mfa: &dyn MfaStore) {
+    let user = users.create(new_user("mfa@example.com", "mfa")).await.unwrap();
+    let other = users.create(new_user("mfa2@example.com", "mfa2")).await.unwrap();
+    let codes = |tag: u8| -> Vec<Vec<u8>> { (0..10u8).map(|i| vec![tag, i]).collect() };
+
+    // Nothing enrolled: nothing to use, confirm or refresh.
+    assert_eq!(mfa.find_totp(user.id).await.unwrap(), None);
+    assert!(!mfa.use_totp_step(user.id, 10).await.unwrap());
+    assert!(!mfa.confirm_totp(user.id, 10, &codes(1), 100).await.unwrap());
+    assert!(!mfa.replace_recovery_codes(user.id, &codes(1), 100).await.unwrap());
+    assert!(!mfa.delete_mfa(user.id).await.unwrap());
+
+    // Pending: stored, replaced by a new start, not usable for login before confirmation.
+    assert!(mfa.start_totp(user.id, b"first secret", 100).await.unwrap());
+    assert!(mfa.start_totp(user.id, b"second secret", 110).await.unwrap());
+    let pending = mfa.find_totp(user.id).await.unwrap().expect("pending factor");
+    assert_eq!(
+        (
+            pending.secret.as_slice(),
+            pending.confirmed_at,
+            pending.created_at,
+            pending.last_step
+        ),
+        (b"second secret".as_slice(), None, 110, -1)
+    );
+    assert!(
+        !mfa.use_totp_step(user.id, 5).await.unwrap(),
+        "a pending factor logs nobody in"
+    );
+    assert!(!mfa.replace_recovery_codes(user.id, &codes(1), 100).await.unwrap());
+
+    // Confirmed with its first step, and the recovery codes stored with it.
+    assert!(mfa.confirm_totp(user.id, 50, &codes(1), 120).await.unwrap());
+    assert!(
+        !mfa.confirm_totp(user.id, 51, &codes(2), 121).await.unwrap(),
+        "confirmed once"
+    );
+    let factor = mfa.find_totp(user.id).await.unwrap().unwrap();
+    assert_eq!((factor.confirmed_at, factor.last_step), (Some(120), 50));
+    assert_eq!(mfa.recovery_codes_left(user.id).await.unwrap(), 10);
+    assert!(
+        !mfa.start_totp(user.id, b"third", 130).await.unwrap(),
+        "a confirmed factor is not replaced"
+    );
+    assert_eq!(mfa.find_totp(user.id).await.unwrap().unwrap().secret, b"second secret");
+
+    // Steps: only ever forward. The confirming step itself is spent.
+    assert!(!mfa.use_totp_step(user.id, 50).await.unwrap());
+    assert!(!mfa.use_totp_step(user.id, 49).await.unwrap());
+    assert!(mfa.use_totp_step(user.id, 52).await.unwrap());
+    assert!(!mfa.use_totp_step(user.id, 52).await.unwrap(), "a replay is refused");
+    assert!(!mfa.use_totp_step(user.id, 51).await.unwrap(), "an older step too");
+    assert!(mfa.use_totp_step(user.id, 53).await.unwrap());
+    assert!(!mfa.use_totp_step(other.id, 60).await.unwrap());
+
+    // Recovery codes: once each, only the account's own; a new set voids the old.
+    assert!(mfa.consume_recovery_code(user.id, &[1, 3]).await.unwrap());
+    assert!(!mfa.consume_recovery_code(user.id, &[1, 3]).await.unwrap(), "used once");
+    assert!(
+        !mfa.consume_recovery_code(other.id, &[1, 4]).await.unwrap(),
+        "not another's"
+    );
+    assert_eq!(mfa.recovery_codes_left(user.id).await.unwrap(), 9);
+    assert!(mfa.replace_recovery_codes(user.id, &codes(2), 140).await.unwrap());
+    assert_eq!(mfa.recovery_codes_left(user.id).await.unwrap(), 10);
+    assert!(
+        !mfa.consume_recovery_code(user.id, &[1, 4]).await.unwrap(),
+        "the old set is void"
+    );
+    assert!(mfa.consume_recovery_code(user.id, &[2, 4]).await.unwrap());
+
+    // Challenges: an attempt budget counted atomically, expiry, single use.
+    mfa.create_mfa_challenge(challenge(0xa1, user.id, 1_000)).await.unwrap();
+    for attempt in 1..=3 {
+        let found = mfa
+            .attempt_mfa_challenge(&[0xa1; 32], 3, 1_010)
+            .await
+            .unwrap()
+            .expect("live");
+        assert_eq!(
+            (found.user_id, found.attempts, found.expires_at),
+            (user.id, attempt, 1_300)
+        );
+        assert_eq!(found.ip_address.as_deref(), Some("192.0.2.7"));
+        assert_eq!(found.user_agent.as_deref(), Some("test"));
+    }
+    assert_eq!(
+        mfa.attempt_mfa_challenge(&[0xa1; 32], 3, 1_010).await.unwrap(),
+        None,
+        "the budget is spent"
+    );
+    assert!(mfa.consume_mfa_challenge(&[0xa1; 32], 1_010).await.unwrap());
+    mfa.create_mfa_challenge(challenge(0xa2, user.id, 1_000)).await.unwrap();
+    assert_eq!(
+        mfa.attempt_mfa_challenge(&[0xa2; 32], 5, 1_300).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert!(!mfa.consume_mfa_challenge(&[0xa2; 32], 1_300).await.unwrap(), "expired");
+    mfa.create_mfa_challenge(challenge(0xa3, user.id, 1_000)).await.unwrap();
+    assert!(
+        mfa.attempt_mfa_challenge(&[0xa3; 32], 5, 1_001)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(mfa.consume_mfa_challenge(&[0xa3; 32], 1_001).await.unwrap());
+    assert!(
+        !mfa.consume_mfa_challenge(&[0xa3; 32], 1_001).await.unwrap(),
+        "single use"
+    );
+    assert_eq!(mfa.attempt_mfa_challenge(&[0xa3; 32], 5, 1_001).await.unwrap(), None);
+    assert_eq!(mfa.attempt_mfa_challenge(&[0xff; 32], 5, 1_001).await.unwrap(), None);
+    // A new challenge sweeps the expired ones.
+    mfa.create_mfa_challenge(challenge(0xa4, user.id, 5_000)).await.unwrap();
+    assert!(!mfa.consume_mfa_challenge(&[0xa2; 32], 0).await.unwrap(), "swept");
+
+    // Removal takes the factor, the codes and the open challenges.
+    assert!(mfa.delete_mfa(user.id).await.unwrap());
+    assert_eq!(mfa.find_totp(user.id).await.unwrap(), None);
+    assert_eq!(mfa.recovery_codes_left(user.id).await.unwrap(), 0);
+    assert_eq!(mfa.attempt_mfa_challenge(&[0xa4; 32], 5, 5_001).await.unwrap(), None);
+    assert!(!mfa.delete_mfa(user.id).await.unwrap());
+
+    // Enrolled again, then the account is deleted: every row goes with it.
+    assert!(mfa.start_totp(user.id, b"again", 6_000).await.unwrap());
+    assert!(mfa.confirm_totp(user.id, 200, &codes(3), 6_000).await.unwrap());
+    mfa.create_mfa_challenge(challenge(0xa5, user.id, 6_000)).await.unwrap();
+    users.delete_account(user.id, 6_001, 0).await.unwrap().expect("deleted");
+    assert_eq!(mfa.find_totp(user.id).await.unwrap(), None);
+    assert_eq!(mfa.recovery_codes_left(user.id).await.unwrap(), 0);
+    assert_eq!(mfa.attempt_mfa_challenge(&[0xa5; 32], 5, 6_001).await.unwrap(), None);
 }

@@ -402,3 +402,9 @@ async fn postgres_meets_the_email_token_contract() {
     let Some(db) = TestDb::new().await else { return };
     contract::email_token_contract(db.store.as_ref(), db.store.as_ref(), db.store.as_ref()).await;
 }
+
+#[tokio::test]
+async fn postgres_meets_the_mfa_contract() {
+    let Some(db) = TestDb::new().await else { return };
+    contract::mfa_contract(db.store.as_ref(), db.store.as_ref()).await;
+}

@@ -322,3 +322,9 @@ async fn sqlite_meets_the_email_token_contract() {
     let (_dir, store) = fresh().await;
     contract::email_token_contract(store.as_ref(), store.as_ref(), store.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_meets_the_mfa_contract() {
+    let (_dir, store) = fresh().await;
+    contract::mfa_contract(store.as_ref(), store.as_ref()).await;
+}
