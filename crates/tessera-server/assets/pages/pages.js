@@ -268,8 +268,8 @@ function initSignin() {
       const message = left === null ? word('mfaWrongCode') : `${word('mfaWrongCode')} ${withNumber('mfaAttemptsLeft', left)}`;
       setNotice($('.notice', form), 'error', message);
       input.setAttribute('aria-invalid', 'true');
-      input.select();
-      return input.focus();
+      input.focus();
+      return input.select();
     }
     showError(form, result);
   });
