@@ -488,6 +488,7 @@ describe('hosted pages', () => {
     assert.equal(await page.evaluate(() => document.activeElement.id), 'recovery-codes');
     assert.equal(await page.locator('#mfa-enrol').isVisible(), false);
     assert.equal(await page.locator('#mfa-secret').innerText(), '', 'the key is gone from the page');
+    assert.match(await page.locator('#mfa-status').innerText(), /^On: .* Recovery codes left: 10\.$/);
     await note('settings, recovery codes', '#mfa-section');
 
     await page.getByRole('button', { name: 'I have saved them' }).click();
@@ -593,9 +594,11 @@ describe('hosted pages', () => {
     await page.locator('#recovery-codes').waitFor();
     const fresh = await page.locator('#recovery-code-list li').allInnerTexts();
     assert.equal(fresh.length, 10);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'recovery-codes');
     assert.ok(fresh.every((code) => !MFA.codes.includes(code)));
     await page.getByRole('button', { name: 'I have saved them' }).click();
     await page.locator('#mfa-status').filter({ hasText: 'Recovery codes left: 10.' }).waitFor();
+    assert.equal(await page.locator('#mfa-notice').innerText(), '', 'no "is on" for new codes');
     const old = await apiSecondStep({ recovery_code: MFA.codes[2] });
     assert.equal(old.status, 401, 'an old code stopped working');
     MFA.codes = fresh;

@@ -481,6 +481,8 @@ function showRecoveryCodes(codes) {
 
 function initMfa() {
   const notice = $('#mfa-notice');
+  // Set when the codes on show come with a new enrolment: "I have saved them" then says it is on.
+  let justEnrolled = false;
   const clearNotice = () => {
     notice.replaceChildren();
     delete notice.dataset.kind;
@@ -503,6 +505,8 @@ function initMfa() {
     const result = await api('POST', '/account/mfa/totp/confirm', { code: values(form).code });
     if (result.status !== 200) return showError(form, result);
     form.reset();
+    justEnrolled = true;
+    await loadMfa(); // the status says "On" above the codes
     showRecoveryCodes(result.data.recovery_codes);
   });
 
@@ -515,7 +519,8 @@ function initMfa() {
 
   $('#recovery-codes-saved').addEventListener('click', async () => {
     await loadMfa();
-    setNotice(notice, 'ok', word('mfaEnabled'));
+    if (justEnrolled) setNotice(notice, 'ok', word('mfaEnabled'));
+    justEnrolled = false;
     $('#mfa-status').focus();
   });
 
@@ -524,6 +529,8 @@ function initMfa() {
     const result = await api('POST', '/account/mfa/recovery-codes', { password: values(form).password });
     if (result.status !== 200) return showError(form, result);
     form.reset();
+    justEnrolled = false;
+    await loadMfa();
     showRecoveryCodes(result.data.recovery_codes);
   });
 
