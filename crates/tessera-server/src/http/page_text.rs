@@ -152,9 +152,15 @@ pub fn text(key: &str, lang: Lang) -> &'static str {
         "use_recovery_code" => ("Use a recovery code instead", "改用恢复码"),
         "use_authenticator" => ("Use your authenticator app instead", "改用身份验证器应用"),
         "mfa_start_again" => ("Start again", "重新开始"),
-        "mfa_wrong_code" => ("The code is not correct or was used already.", "验证码不正确或已被使用。"),
+        "mfa_wrong_code" => (
+            "The code is not correct or was used already.",
+            "验证码不正确或已被使用。",
+        ),
         "mfa_attempts_left" => ("Attempts left: {n}.", "剩余尝试次数：{n}。"),
-        "mfa_expired" => ("This sign-in attempt expired, start again.", "此次登录尝试已过期，请重新开始。"),
+        "mfa_expired" => (
+            "This sign-in attempt expired, start again.",
+            "此次登录尝试已过期，请重新开始。",
+        ),
         "mfa_hint" => (
             "After your password, signing in asks for a code from an authenticator app on your phone, so a leaked password is not enough to get in.",
             "输入密码后，登录还需要手机上身份验证器应用中的验证码，因此仅凭泄露的密码无法登录。",

@@ -816,7 +816,11 @@ fn mfa_settings(lang: Lang) -> String {
         new_codes_hint = t("recovery_new_hint"),
         recovery = form("recovery-form", &password("recovery-password"), t("recovery_new")),
         remove = t("mfa_remove"),
-        remove_form = form("mfa-remove-form", &password("mfa-remove-password"), t("mfa_remove_button")),
+        remove_form = form(
+            "mfa-remove-form",
+            &password("mfa-remove-password"),
+            t("mfa_remove_button")
+        ),
         remove_confirm = t("mfa_remove_confirm"),
         remove_confirm_button = t("mfa_remove_confirm_button"),
     )

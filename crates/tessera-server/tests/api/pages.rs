@@ -421,10 +421,18 @@ async fn the_second_factor_has_its_step_in_signin_and_its_section_in_settings() 
         code.contains(r#"autocomplete="one-time-code""#) && code.contains(r#"inputmode="numeric""#),
         "{code}"
     );
-    assert!(code.contains(r#"aria-describedby="mfa-code-hint mfa-code-error""#), "{code}");
+    assert!(
+        code.contains(r#"aria-describedby="mfa-code-hint mfa-code-error""#),
+        "{code}"
+    );
     // The recovery-code field waits disabled (neither validated nor sent) behind the switch.
-    assert!(input_tag(&html, "recovery-code").ends_with(" disabled aria-describedby=\"recovery-code-hint recovery-code-error\""));
-    assert!(html.contains(r#"<p class="hint" id="mfa-code-hint">Enter the 6-digit code from your authenticator app.</p>"#));
+    assert!(
+        input_tag(&html, "recovery-code")
+            .ends_with(" disabled aria-describedby=\"recovery-code-hint recovery-code-error\"")
+    );
+    assert!(
+        html.contains(r#"<p class="hint" id="mfa-code-hint">Enter the 6-digit code from your authenticator app.</p>"#)
+    );
     assert!(html.contains(r#"<button type="button" id="mfa-switch" class="link" aria-controls="mfa-form">Use a recovery code instead</button>"#));
     // The words the script writes itself.
     assert_eq!(
@@ -435,7 +443,10 @@ async fn the_second_factor_has_its_step_in_signin_and_its_section_in_settings() 
         data_attribute(&html, "use-authenticator").as_deref(),
         Some("Use your authenticator app instead")
     );
-    assert_eq!(data_attribute(&html, "mfa-attempts-left").as_deref(), Some("Attempts left: {n}."));
+    assert_eq!(
+        data_attribute(&html, "mfa-attempts-left").as_deref(),
+        Some("Attempts left: {n}.")
+    );
     // The enrolment's QR code is shown as a data: image: `data:` is allowed for images only.
     let csp = header(&headers, "content-security-policy").unwrap();
     assert!(csp.contains("img-src 'self' data:;"), "{csp}");
@@ -449,7 +460,10 @@ async fn the_second_factor_has_its_step_in_signin_and_its_section_in_settings() 
     }
     for id in ["mfa-setup-password", "recovery-password", "mfa-remove-password"] {
         let tag = input_tag(&html, id);
-        assert!(tag.contains(r#"name="password" type="password" autocomplete="current-password""#), "{tag}");
+        assert!(
+            tag.contains(r#"name="password" type="password" autocomplete="current-password""#),
+            "{tag}"
+        );
     }
     assert!(input_tag(&html, "mfa-confirm-code").contains(r#"autocomplete="one-time-code""#));
     // The QR image has its text alternative and no source until an enrolment starts.
@@ -458,12 +472,21 @@ async fn the_second_factor_has_its_step_in_signin_and_its_section_in_settings() 
     ));
     assert!(html.contains(r#"<ol id="recovery-code-list" class="codes"></ol>"#));
     assert!(html.contains(r#"<div id="mfa-off" hidden>"#) && html.contains(r#"<div id="mfa-on" hidden>"#));
-    assert_eq!(data_attribute(&html, "recovery-codes-left").as_deref(), Some("Recovery codes left: {n}."));
+    assert_eq!(
+        data_attribute(&html, "recovery-codes-left").as_deref(),
+        Some("Recovery codes left: {n}.")
+    );
 
     // Both steps speak Chinese too.
     let (_, html) = page(&app, "/signin?lang=zh").await;
-    assert!(html.contains("请输入身份验证器应用中的 6 位验证码。") && html.contains(">改用恢复码<"), "{html}");
+    assert!(
+        html.contains("请输入身份验证器应用中的 6 位验证码。") && html.contains(">改用恢复码<"),
+        "{html}"
+    );
     let (_, html) = page(&app, "/account/settings?lang=zh").await;
     assert!(html.contains(r#"<h2 id="mfa-section-heading">两步验证</h2>"#), "{html}");
-    assert!(html.contains(">设置身份验证器应用<") && html.contains(">我已保存<"), "{html}");
+    assert!(
+        html.contains(">设置身份验证器应用<") && html.contains(">我已保存<"),
+        "{html}"
+    );
 }
