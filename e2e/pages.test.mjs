@@ -492,10 +492,11 @@ describe('hosted pages', () => {
     await note('settings, recovery codes', '#mfa-section');
 
     await page.getByRole('button', { name: 'I have saved them' }).click();
-    await page.locator('#mfa-status').filter({ hasText: 'Recovery codes left: 10.' }).waitFor();
-    assert.match(await page.locator('#mfa-status').innerText(), /^On: signing in asks for a code/);
-    assert.equal(await page.locator('#recovery-code-list li').count(), 0, 'shown once');
     await page.locator('#mfa-notice').filter({ hasText: 'Two-factor authentication is on.' }).waitFor();
+    assert.equal(await page.locator('#recovery-codes').isVisible(), false);
+    assert.equal(await page.locator('#recovery-code-list li').count(), 0, 'shown once');
+    assert.match(await page.locator('#mfa-status').innerText(), /^On: signing in asks for a code/);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-status');
     await note('settings, two-factor on', '#mfa-section');
   });
 
@@ -597,7 +598,9 @@ describe('hosted pages', () => {
     assert.equal(await page.evaluate(() => document.activeElement.id), 'recovery-codes');
     assert.ok(fresh.every((code) => !MFA.codes.includes(code)));
     await page.getByRole('button', { name: 'I have saved them' }).click();
-    await page.locator('#mfa-status').filter({ hasText: 'Recovery codes left: 10.' }).waitFor();
+    await page.locator('#recovery-codes').waitFor({ state: 'hidden' });
+    await page.locator('#mfa-on').waitFor();
+    assert.match(await page.locator('#mfa-status').innerText(), /Recovery codes left: 10\.$/);
     assert.equal(await page.locator('#mfa-notice').innerText(), '', 'no "is on" for new codes');
     const old = await apiSecondStep({ recovery_code: MFA.codes[2] });
     assert.equal(old.status, 401, 'an old code stopped working');
