@@ -10,9 +10,13 @@
 //
 // The steps run in order, like a person would: sign up, follow the verification mail, sign in
 // with the keyboard alone, use the settings (password, API key, sessions), sign out, reset a
-// forgotten password through the mailed link, and delete the account.
+// forgotten password through the mailed link, and delete the account. Two-factor
+// authentication on the way: set up in the settings (the TOTP codes are computed here, RFC 6238,
+// from the key the page shows), then signing in with a code, with a recovery code, a wrong code,
+// an expired attempt, new recovery codes, and its removal.
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -70,8 +74,8 @@ function step(name, body) {
 }
 
 /** Records the visible text of the page's <main> (headings, labels, buttons, notices). */
-async function note(label) {
-  const text = (await page.locator('main').innerText()).replace(/\n{2,}/g, '\n').trim();
+async function note(label, selector = 'main') {
+  const text = (await page.locator(selector).innerText()).replace(/\n{2,}/g, '\n').trim();
   seen.push(`--- ${label} (${new URL(page.url()).pathname})\n${text}`);
 }
 
@@ -116,6 +120,95 @@ async function mailedLink(to, path, n = 1) {
     await sleep(100);
   }
   throw new Error(`no mail to ${to} with a ${path} link`);
+}
+
+// --- TOTP (RFC 6238: HMAC-SHA-1, 30-second steps, 6 digits), as an authenticator app does ------
+
+/** The bytes of a base32 (RFC 4648) text; spaces, hyphens and padding ignored. */
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of text.replace(/[\s=-]/g, '').toUpperCase()) {
+    const digit = alphabet.indexOf(c);
+    if (digit < 0) throw new Error(`not base32: ${c}`);
+    value = (value << 5) | digit;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+      value &= (1 << bits) - 1;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The 6-digit code of a base32 secret for a time step (HOTP of the step, RFC 4226). */
+function totp(secret, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+const currentStep = () => Math.floor(Date.now() / 30_000);
+
+/** A 6-digit code that is none of the accepted ones (the steps around now). */
+function wrongCode(secret) {
+  const now = currentStep();
+  const valid = new Set([-2, -1, 0, 1, 2].map((d) => totp(secret, now + d)));
+  let n = 0;
+  while (valid.has(String(n).padStart(6, '0'))) n += 1;
+  return String(n).padStart(6, '0');
+}
+
+/** The second factor of USER: the key shown at enrolment, the last time step a code was used
+ * for (the server refuses a step again), and the recovery codes. */
+const MFA = { secret: null, lastStep: 0, codes: [] };
+
+/** A code for a step no code was used for yet: now, or the next step (one step of skew is
+ * accepted) when now's was used already. Deterministic, no waiting for the clock. */
+function freshCode() {
+  const step = Math.max(currentStep(), MFA.lastStep + 1);
+  MFA.lastStep = step;
+  return totp(MFA.secret, step);
+}
+
+/** POST /login then POST /login/mfa from outside the browser; the second answer. */
+async function apiSecondStep(factor, mfaToken = null) {
+  let token = mfaToken;
+  if (token === null) {
+    const login = await fetch(`${BASE}/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: USER.username, password: USER.password }),
+    });
+    const body = await login.json();
+    assert.equal(login.status, 200);
+    assert.equal(body.mfa_required, true);
+    token = body.mfa_token;
+  }
+  const response = await fetch(`${BASE}/login/mfa`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ mfa_token: token, ...factor }),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** Signs out from the settings page and enters the password on the sign-in page; resolves
+ * with POST /login's answer (the second step is showing when it asked for one). */
+async function passwordStep() {
+  await Promise.all([page.waitForURL(/\/signin\?/), page.click('#signout')]);
+  await page.fill('#login', USER.username);
+  await page.fill('#password', USER.password);
+  const [login] = await Promise.all([
+    page.waitForResponse((r) => r.url() === `${BASE}/login` && r.request().method() === 'POST'),
+    page.click('#signin-form button[type=submit]'),
+  ]);
+  return login;
 }
 
 /** A request made by the page's own script (same origin, the cookies attached). */
@@ -337,6 +430,209 @@ describe('hosted pages', () => {
     USER.email = newEmail;
     await page.goto('/account/settings');
     await page.locator('#account-email').filter({ hasText: newEmail }).waitFor();
+  });
+
+  step('the TOTP helper of this test computes RFC 6238 codes', async () => {
+    // RFC 6238 appendix B, SHA-1 key "12345678901234567890": T = 59 s and 1111111109 s.
+    const key = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
+    assert.equal(base32Decode(key).toString('latin1'), '12345678901234567890');
+    assert.equal(totp(key, Math.floor(59 / 30)), '287082');
+    assert.equal(totp(key, Math.floor(1111111109 / 30)), '081804');
+  });
+
+  step('two-factor authentication is set up in the settings: QR code, key, first code, recovery codes shown once', async () => {
+    await page.goto('/account/settings');
+    await page.locator('#mfa-status').filter({ hasText: 'Off: your password alone signs you in.' }).waitFor();
+    assert.equal(await page.locator('#mfa-on').isVisible(), false);
+    await page.fill('#mfa-setup-password', USER.password);
+    const [started] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${BASE}/account/mfa/totp` && r.request().method() === 'POST' && r.status() !== 401),
+      page.getByRole('button', { name: 'Set up an authenticator app' }).click(),
+    ]);
+    assert.equal(started.status(), 200);
+    const enrolment = await started.json();
+    await page.locator('#mfa-enrol').waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-confirm-code', 'focus on the code field');
+    // The QR code is the server's SVG as an image (the policy allows data: images only for this).
+    const src = await page.locator('#mfa-qr').getAttribute('src');
+    assert.ok(src.startsWith('data:image/svg+xml;base64,'), src.slice(0, 40));
+    assert.equal(Buffer.from(src.split(',')[1], 'base64').toString('utf8'), enrolment.qr_svg);
+    await page.waitForFunction(() => {
+      const img = document.getElementById('mfa-qr');
+      return img.complete && img.naturalWidth > 0;
+    });
+    assert.equal(await page.locator('#mfa-qr').getAttribute('alt'), 'QR code to add this account to an authenticator app');
+    MFA.secret = (await page.locator('#mfa-secret').innerText()).replace(/\s+/g, '');
+    assert.match(MFA.secret, /^[A-Z2-7]{32}$/);
+    assert.equal(MFA.secret, enrolment.secret);
+    assert.equal(await page.locator('#mfa-confirm-code').getAttribute('autocomplete'), 'one-time-code');
+    await note('settings, two-factor set-up', '#mfa-section');
+
+    // A wrong first code is marked on its field; nothing is enrolled.
+    await page.fill('#mfa-confirm-code', wrongCode(MFA.secret));
+    await page.click('#mfa-confirm-form button[type=submit]');
+    await page.locator('#mfa-confirm-code-error').filter({ hasText: /./ }).waitFor();
+    assert.equal(await page.locator('#mfa-confirm-code').getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.locator('#mfa-confirm-form .notice').getAttribute('data-kind'), 'error');
+
+    await page.fill('#mfa-confirm-code', freshCode());
+    const [confirmed] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${BASE}/account/mfa/totp/confirm` && r.status() !== 401),
+      page.click('#mfa-confirm-form button[type=submit]'),
+    ]);
+    assert.equal(confirmed.status(), 200);
+    await page.locator('#recovery-codes').waitFor();
+    MFA.codes = await page.locator('#recovery-code-list li').allInnerTexts();
+    assert.equal(MFA.codes.length, 10);
+    for (const code of MFA.codes) assert.match(code, /^[0-9a-z]{4}(-[0-9a-z]{4}){3}$/);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'recovery-codes');
+    assert.equal(await page.locator('#mfa-enrol').isVisible(), false);
+    assert.equal(await page.locator('#mfa-secret').innerText(), '', 'the key is gone from the page');
+    assert.match(await page.locator('#mfa-status').innerText(), /^On: .* Recovery codes left: 10\.$/);
+    await note('settings, recovery codes', '#mfa-section');
+
+    await page.getByRole('button', { name: 'I have saved them' }).click();
+    await page.locator('#mfa-notice').filter({ hasText: 'Two-factor authentication is on.' }).waitFor();
+    assert.equal(await page.locator('#recovery-codes').isVisible(), false);
+    assert.equal(await page.locator('#recovery-code-list li').count(), 0, 'shown once');
+    assert.match(await page.locator('#mfa-status').innerText(), /^On: signing in asks for a code/);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-status');
+    await note('settings, two-factor on', '#mfa-section');
+  });
+
+  step('signing in asks for a code after the password; a wrong code is refused; the right one signs in', async () => {
+    const login = await passwordStep();
+    assert.equal(login.status(), 200);
+    assert.equal((await login.json()).mfa_required, true);
+    await page.locator('#mfa-form').waitFor();
+    assert.equal(await page.locator('#signin-form').isVisible(), false);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-code', 'focus on the code field');
+    const code = page.locator('#mfa-code');
+    assert.equal(await code.getAttribute('autocomplete'), 'one-time-code');
+    assert.equal(await code.getAttribute('inputmode'), 'numeric');
+    assert.equal(await page.locator('#recovery-code').isVisible(), false);
+    assert.equal((await pageFetch(page, '/profile')).status, 401, 'no session before the code');
+    await note('sign-in, code step', '#mfa-form');
+
+    await page.keyboard.type(wrongCode(MFA.secret));
+    await page.keyboard.press('Enter');
+    const notice = page.locator('#mfa-form .notice[role=alert]');
+    await notice.filter({ hasText: 'The code is not correct or was used already. Attempts left: 4.' }).waitFor();
+    assert.equal(await code.getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-code');
+    await note('sign-in, wrong code', '#mfa-form');
+
+    await page.keyboard.type(freshCode()); // the wrong code is selected: typing replaces it
+    await Promise.all([page.waitForURL(`${BASE}/account/settings`), page.keyboard.press('Enter')]);
+    await page.locator('#status').filter({ hasText: `Signed in as ${USER.username}` }).waitFor();
+  });
+
+  step('a recovery code signs in instead, once', async () => {
+    await passwordStep();
+    await page.locator('#mfa-form').waitFor();
+    await page.getByRole('button', { name: 'Use a recovery code instead' }).click();
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'recovery-code');
+    assert.equal(await page.locator('#mfa-code').isVisible(), false);
+    assert.equal(await page.locator('#mfa-switch').innerText(), 'Use your authenticator app instead');
+    await note('sign-in, recovery code step', '#mfa-form');
+    await page.keyboard.type(MFA.codes[0].toUpperCase()); // case does not matter
+    await Promise.all([page.waitForURL(`${BASE}/account/settings`), page.keyboard.press('Enter')]);
+    await page.locator('#mfa-status').filter({ hasText: 'Recovery codes left: 9.' }).waitFor();
+
+    const reused = await apiSecondStep({ recovery_code: MFA.codes[0] });
+    assert.equal(reused.status, 401);
+    assert.equal(reused.body.error, 'invalid_mfa_code');
+  });
+
+  step('a used-up or expired sign-in attempt goes back to the password step', async () => {
+    // Another client spends the attempt's five codes: the page's next code is refused with
+    // invalid_mfa_token, even a right one.
+    const login = await passwordStep();
+    const { mfa_token: token } = await login.json();
+    for (let i = 0; i < 5; i += 1) {
+      assert.equal((await apiSecondStep({ code: wrongCode(MFA.secret) }, token)).status, 401);
+    }
+    await page.fill('#mfa-code', totp(MFA.secret, currentStep()));
+    await page.keyboard.press('Enter');
+    await page
+      .locator('#signin-form .notice[role=alert]')
+      .filter({ hasText: 'This sign-in attempt expired, start again.' })
+      .waitFor();
+    assert.equal(await page.locator('#mfa-form').isVisible(), false);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'password');
+    assert.equal(await page.locator('#login').inputValue(), USER.username, 'the login is kept');
+    await note('sign-in, attempt expired', '#signin-form');
+
+    // The page's own fifth wrong code (attempts_left 0) goes back at once too.
+    await page.fill('#password', USER.password);
+    const [again] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${BASE}/login` && r.request().method() === 'POST'),
+      page.keyboard.press('Enter'),
+    ]);
+    const second = (await again.json()).mfa_token;
+    for (let i = 0; i < 4; i += 1) {
+      assert.equal((await apiSecondStep({ code: wrongCode(MFA.secret) }, second)).status, 401);
+    }
+    await page.locator('#mfa-form').waitFor();
+    await page.fill('#mfa-code', wrongCode(MFA.secret));
+    await page.keyboard.press('Enter');
+    await page.locator('#signin-form .notice').filter({ hasText: 'This sign-in attempt expired' }).waitFor();
+    assert.equal(await page.locator('#mfa-form').isVisible(), false);
+
+    // Start again: the password, then a recovery code.
+    await page.fill('#password', USER.password);
+    await page.keyboard.press('Enter');
+    await page.locator('#mfa-form').waitFor();
+    await page.click('#mfa-switch');
+    await page.fill('#recovery-code', MFA.codes[1]);
+    await Promise.all([page.waitForURL(`${BASE}/account/settings`), page.keyboard.press('Enter')]);
+    await page.locator('#mfa-status').filter({ hasText: 'Recovery codes left: 8.' }).waitFor();
+  });
+
+  step('new recovery codes replace the old ones; removing two-factor takes a confirmation; the password alone signs in again', async () => {
+    await page.fill('#recovery-password', USER.password);
+    await page.getByRole('button', { name: 'New recovery codes' }).click();
+    await page.locator('#recovery-codes').waitFor();
+    const fresh = await page.locator('#recovery-code-list li').allInnerTexts();
+    assert.equal(fresh.length, 10);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'recovery-codes');
+    assert.ok(fresh.every((code) => !MFA.codes.includes(code)));
+    await page.getByRole('button', { name: 'I have saved them' }).click();
+    await page.locator('#recovery-codes').waitFor({ state: 'hidden' });
+    await page.locator('#mfa-on').waitFor();
+    assert.match(await page.locator('#mfa-status').innerText(), /Recovery codes left: 10\.$/);
+    assert.equal(await page.locator('#mfa-notice').innerText(), '', 'no "is on" for new codes');
+    const old = await apiSecondStep({ recovery_code: MFA.codes[2] });
+    assert.equal(old.status, 401, 'an old code stopped working');
+    MFA.codes = fresh;
+
+    // A wrong password is marked on its field.
+    await page.fill('#mfa-remove-password', 'not-the-password-at-all');
+    await page.click('#mfa-remove-form button[type=submit]');
+    await page.locator('#mfa-remove-confirm').waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-remove-confirm-button');
+    await note('settings, two-factor removal confirmation', '#mfa-section');
+    await page.click('#mfa-remove-cancel');
+    assert.equal(await page.locator('#mfa-remove-confirm').isVisible(), false);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'mfa-remove-password');
+    await page.click('#mfa-remove-form button[type=submit]');
+    await page.click('#mfa-remove-confirm-button');
+    await page.locator('#mfa-remove-password-error').filter({ hasText: /./ }).waitFor();
+    assert.equal(await page.locator('#mfa-remove-password').getAttribute('aria-invalid'), 'true');
+
+    await page.fill('#mfa-remove-password', USER.password);
+    await page.click('#mfa-remove-form button[type=submit]');
+    const [removed] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${BASE}/account/mfa/totp` && r.request().method() === 'DELETE' && r.status() !== 401),
+      page.click('#mfa-remove-confirm-button'),
+    ]);
+    assert.equal(removed.status(), 200);
+    await page.locator('#mfa-notice').filter({ hasText: 'Two-factor authentication removed' }).waitFor();
+    await page.locator('#mfa-status').filter({ hasText: 'Off: your password alone signs you in.' }).waitFor();
+    assert.equal(await page.locator('#mfa-off').isVisible(), true);
+
+    await Promise.all([page.waitForURL(/\/signin\?/), page.click('#signout')]);
+    await signIn(USER.username, USER.password);
   });
 
   step('signing out goes to the sign-in page and ends the session', async () => {

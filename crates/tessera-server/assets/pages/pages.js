@@ -183,14 +183,95 @@ function onSubmit(form, handler) {
 
 // --- Signed-out pages ------------------------------------------------------------------------
 
+/** Where a finished sign-in goes: the return target the server checked (same origin, or
+ * GATEWAY_DOMAINS), else the settings. */
+function signedIn() {
+  window.location.assign(document.body.dataset.returnTo || '/account/settings');
+}
+
+/** `{n}` of a rendered word replaced by a number. */
+function withNumber(key, n) {
+  return word(key).replace('{n}', String(n));
+}
+
 function initSignin() {
-  onSubmit($('#signin-form'), async (form) => {
+  const signinForm = $('#signin-form');
+  const mfaForm = $('#mfa-form');
+  const codeInput = $('#mfa-code');
+  const recoveryInput = $('#recovery-code');
+  const switchButton = $('#mfa-switch');
+  // The second step's challenge (POST /login's mfa_token): in this closure only, for 5 minutes.
+  let mfaToken = null;
+  let method = 'totp';
+  let methods = [];
+
+  /** Shows one of the two second-factor fields; the other is disabled (not validated, not sent). */
+  function useMethod(next) {
+    method = next;
+    const totp = next === 'totp';
+    codeInput.disabled = !totp;
+    recoveryInput.disabled = totp;
+    codeInput.closest('.field').hidden = !totp;
+    recoveryInput.closest('.field').hidden = totp;
+    switchButton.textContent = word(totp ? 'useRecoveryCode' : 'useAuthenticator');
+    switchButton.hidden = !methods.includes(totp ? 'recovery_code' : 'totp');
+    clearForm(mfaForm);
+    (totp ? codeInput : recoveryInput).focus();
+  }
+
+  /** Back to the password step, with a message when the challenge is no longer usable. */
+  function restart(message) {
+    mfaToken = null;
+    mfaForm.reset();
+    clearForm(mfaForm);
+    mfaForm.hidden = true;
+    signinForm.hidden = false;
+    clearForm(signinForm);
+    if (message) setNotice($('.notice', signinForm), 'error', message);
+    const password = $('#password');
+    password.value = '';
+    password.focus();
+  }
+
+  onSubmit(signinForm, async (form) => {
     const { login, password } = values(form);
     const credentials = login.includes('@') ? { email: login, password } : { username: login, password };
     const result = await send('POST', '/login', credentials);
     if (result.status !== 200) return showError(form, result);
-    // The return target was checked by the server (same origin, or GATEWAY_DOMAINS).
-    window.location.assign(document.body.dataset.returnTo || '/account/settings');
+    const data = result.data || {};
+    if (data.mfa_required !== true) return signedIn();
+    if (typeof data.mfa_token !== 'string' || data.mfa_token === '') return showError(form, result);
+    // The password was right and the account has a second factor: step two.
+    mfaToken = data.mfa_token;
+    methods = Array.isArray(data.methods) ? data.methods : ['totp'];
+    form.hidden = true;
+    mfaForm.reset();
+    mfaForm.hidden = false;
+    useMethod(methods.includes('totp') ? 'totp' : 'recovery_code');
+  });
+
+  switchButton.addEventListener('click', () => useMethod(method === 'totp' ? 'recovery_code' : 'totp'));
+  $('#mfa-restart').addEventListener('click', () => restart(null));
+
+  onSubmit(mfaForm, async (form) => {
+    const input = method === 'totp' ? codeInput : recoveryInput;
+    const body = { mfa_token: mfaToken };
+    body[input.name] = input.value;
+    const result = await send('POST', '/login/mfa', body);
+    if (result.status === 200) return signedIn();
+    const data = result.data || {};
+    if (data.error === 'invalid_mfa_token') return restart(word('mfaExpired'));
+    if (data.error === 'invalid_mfa_code') {
+      const left = data.details && Number.isInteger(data.details.attempts_left) ? data.details.attempts_left : null;
+      // No attempt left: the challenge is spent, the next code would be refused anyway.
+      if (left === 0) return restart(word('mfaExpired'));
+      const message = left === null ? word('mfaWrongCode') : `${word('mfaWrongCode')} ${withNumber('mfaAttemptsLeft', left)}`;
+      setNotice($('.notice', form), 'error', message);
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+      return input.select();
+    }
+    showError(form, result);
   });
 }
 
@@ -343,6 +424,138 @@ async function deleteKey(id) {
   await loadKeys();
 }
 
+// Two-factor authentication (docs/MFA.md).
+
+/** The server's QR code (an SVG document) as a data: URL for an <img>: an image never runs
+ * script, and the SVG never becomes part of this page's DOM. */
+function svgImage(svg) {
+  let binary = '';
+  for (const byte of new TextEncoder().encode(svg)) binary += String.fromCharCode(byte);
+  return `data:image/svg+xml;base64,${btoa(binary)}`;
+}
+
+/** A base32 secret in groups of four, easier to type (authenticator apps ignore the spaces). */
+function grouped(secret) {
+  return secret.replace(/(.{4})(?=.)/g, '$1 ');
+}
+
+/** Shows which parts of the section apply: `off`, `enrol`, `codes` or `on`. */
+function mfaView(view) {
+  $('#mfa-off').hidden = view !== 'off';
+  $('#mfa-enrol').hidden = view !== 'enrol';
+  $('#recovery-codes').hidden = view !== 'codes';
+  $('#mfa-on').hidden = view !== 'on';
+  if (view !== 'enrol') {
+    $('#mfa-qr').removeAttribute('src');
+    $('#mfa-secret').textContent = '';
+  }
+  if (view !== 'codes') $('#recovery-code-list').replaceChildren();
+  document.body.dataset.mfa = view;
+}
+
+async function loadMfa() {
+  const status = $('#mfa-status');
+  const result = await api('GET', '/account/mfa');
+  if (result.status !== 200) {
+    status.textContent = (result.data || {}).message || `HTTP ${result.status}`;
+    return;
+  }
+  const on = result.data.totp_enrolled === true;
+  status.textContent = on
+    ? `${word('mfaOn')} ${withNumber('recoveryCodesLeft', Number(result.data.recovery_codes_left) || 0)}`
+    : word('mfaOff');
+  mfaView(on ? 'on' : 'off');
+}
+
+/** Recovery codes, shown this once, until "I have saved them". */
+function showRecoveryCodes(codes) {
+  const items = (Array.isArray(codes) ? codes : []).map((code) => {
+    const item = document.createElement('li');
+    item.textContent = String(code);
+    return item;
+  });
+  mfaView('codes');
+  $('#recovery-code-list').replaceChildren(...items);
+  $('#recovery-codes').focus();
+}
+
+function initMfa() {
+  const notice = $('#mfa-notice');
+  // Set when the codes on show come with a new enrolment: "I have saved them" then says it is on.
+  let justEnrolled = false;
+  const clearNotice = () => {
+    notice.replaceChildren();
+    delete notice.dataset.kind;
+  };
+
+  onSubmit($('#mfa-setup-form'), async (form) => {
+    clearNotice();
+    const result = await api('POST', '/account/mfa/totp', { password: values(form).password });
+    if (result.status !== 200) return showError(form, result);
+    const { secret, qr_svg: svg } = result.data;
+    if (typeof secret !== 'string' || typeof svg !== 'string') return showError(form, result);
+    form.reset();
+    mfaView('enrol');
+    $('#mfa-qr').src = svgImage(svg);
+    $('#mfa-secret').textContent = grouped(secret);
+    $('#mfa-confirm-code').focus();
+  });
+
+  onSubmit($('#mfa-confirm-form'), async (form) => {
+    const result = await api('POST', '/account/mfa/totp/confirm', { code: values(form).code });
+    if (result.status !== 200) return showError(form, result);
+    form.reset();
+    justEnrolled = true;
+    await loadMfa(); // the status says "On" above the codes
+    showRecoveryCodes(result.data.recovery_codes);
+  });
+
+  $('#mfa-enrol-cancel').addEventListener('click', async () => {
+    clearForm($('#mfa-confirm-form'));
+    $('#mfa-confirm-form').reset();
+    await loadMfa();
+    $('#mfa-setup-password').focus();
+  });
+
+  $('#recovery-codes-saved').addEventListener('click', async () => {
+    await loadMfa();
+    if (justEnrolled) setNotice(notice, 'ok', word('mfaEnabled'));
+    justEnrolled = false;
+    $('#mfa-status').focus();
+  });
+
+  onSubmit($('#recovery-form'), async (form) => {
+    clearNotice();
+    const result = await api('POST', '/account/mfa/recovery-codes', { password: values(form).password });
+    if (result.status !== 200) return showError(form, result);
+    form.reset();
+    justEnrolled = false;
+    await loadMfa();
+    showRecoveryCodes(result.data.recovery_codes);
+  });
+
+  const removeForm = $('#mfa-remove-form');
+  const confirmBox = $('#mfa-remove-confirm');
+  onSubmit(removeForm, async () => {
+    clearNotice();
+    confirmBox.hidden = false;
+    $('#mfa-remove-confirm-button').focus();
+  });
+  $('#mfa-remove-cancel').addEventListener('click', () => {
+    confirmBox.hidden = true;
+    $('#mfa-remove-password').focus();
+  });
+  $('#mfa-remove-confirm-button').addEventListener('click', async () => {
+    const result = await api('DELETE', '/account/mfa/totp', { password: values(removeForm).password });
+    confirmBox.hidden = true;
+    if (result.status !== 200) return showError(removeForm, result);
+    removeForm.reset();
+    await loadMfa();
+    setNotice(notice, 'ok', (result.data || {}).message || '');
+    $('#mfa-status').focus();
+  });
+}
+
 async function initSettings() {
   const restored = await send('GET', '/refresh/csrf');
   if (restored.status !== 200 || !restored.data || typeof restored.data.csrf_token !== 'string') {
@@ -414,6 +627,8 @@ async function initSettings() {
     window.location.assign(document.body.dataset.signin || '/signin');
   });
 
+  initMfa();
+  await loadMfa();
   await loadSessions();
   await loadKeys();
 }

@@ -127,7 +127,9 @@ fn href(path: &str, lang: Lang, extra: &[(&str, &str)]) -> String {
     format!("{path}?{}", query.finish())
 }
 
-/// The pages' policy: the demo's, with the logo's origin added to `img-src` when it has one.
+/// The pages' policy: the demo's, plus `data:` images (the settings page shows the TOTP
+/// enrolment's QR code, an SVG drawn by the server, as a `data:image/svg+xml` `<img>`: an image
+/// never runs script) and the logo's origin in `img-src` when it has one.
 pub fn content_security_policy(config: &Config) -> String {
     let logo = config
         .brand_logo
@@ -136,7 +138,7 @@ pub fn content_security_policy(config: &Config) -> String {
         .map(|origin| format!(" {origin}"))
         .unwrap_or_default();
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{logo}; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{logo}; \
          connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 }
@@ -363,8 +365,9 @@ pub(super) async fn signin(
         vec![("return_to", return_to.as_str())]
     };
     let body = format!(
-        r#"{form}    <p class="links"><a href="{forgot}">{forgot_text}</a> <a href="{signup}">{signup_text}</a></p>"#,
+        r#"{form}{mfa}    <p class="links"><a href="{forgot}">{forgot_text}</a> <a href="{signup}">{signup_text}</a></p>"#,
         form = form("signin-form", &fields, t("signin_button")),
+        mfa = mfa_step(lang),
         forgot = escape(&href("/password/forgot", lang, &[])),
         forgot_text = t("forgot_link"),
         signup = escape(&href("/signup", lang, &keep)),
@@ -379,10 +382,60 @@ pub(super) async fn signin(
             path: "/signin",
             params: &params,
             data: vec![("return-to", return_to)],
-            strings: &["network_error"],
+            strings: &[
+                "network_error",
+                "use_recovery_code",
+                "use_authenticator",
+                "mfa_wrong_code",
+                "mfa_attempts_left",
+                "mfa_expired",
+            ],
             body,
         },
     ))
+}
+
+/// The sign-in page's second step, hidden until `POST /login` answers `mfa_required`: a code
+/// from the authenticator app, or (after the switch) a recovery code. The field not in use is
+/// disabled by the script, so the browser neither validates nor sends it.
+fn mfa_step(lang: Lang) -> String {
+    let t = |key| text(key, lang);
+    let fields = field(
+        lang,
+        Field {
+            id: "mfa-code",
+            name: "code",
+            label: "mfa_code",
+            kind: "text",
+            autocomplete: "one-time-code",
+            hint: Some("mfa_code_hint"),
+            extra: r#" inputmode="numeric" maxlength="12" autocapitalize="none" spellcheck="false""#,
+        },
+    ) + &field(
+        lang,
+        Field {
+            id: "recovery-code",
+            name: "recovery_code",
+            label: "recovery_code",
+            kind: "text",
+            autocomplete: "off",
+            hint: Some("recovery_code_hint"),
+            extra: r#" maxlength="64" autocapitalize="none" spellcheck="false" disabled"#,
+        },
+    );
+    format!(
+        r#"    <form id="mfa-form" method="post" aria-labelledby="mfa-heading" hidden>
+      <h2 id="mfa-heading">{heading}</h2>
+      <div class="notice" role="alert" aria-live="assertive"></div>
+{fields}      <button type="submit">{verify}</button>
+      <p class="links"><button type="button" id="mfa-switch" class="link" aria-controls="mfa-form">{switch}</button> <button type="button" id="mfa-restart" class="link">{restart}</button></p>
+    </form>
+"#,
+        heading = t("mfa_title"),
+        verify = t("mfa_verify_button"),
+        switch = t("use_recovery_code"),
+        restart = t("mfa_start_again"),
+    )
 }
 
 /// The sign-up page.
@@ -691,6 +744,88 @@ fn section(id: &str, heading: &str, hint: Option<&str>, content: &str) -> String
     )
 }
 
+/// The settings' "Two-factor authentication" section. The script shows one part at a time, from
+/// `GET /account/mfa`: not enrolled, the set-up form (password), then the QR code, the key and
+/// the first code; enrolled, new recovery codes and the removal (password, then a confirmation
+/// step). Recovery codes are shown once, until "I have saved them".
+fn mfa_settings(lang: Lang) -> String {
+    let t = |key| text(key, lang);
+    let password = |id: &'static str| {
+        field(
+            lang,
+            Field {
+                id,
+                name: "password",
+                label: "current_password",
+                kind: "password",
+                autocomplete: "current-password",
+                hint: None,
+                extra: "",
+            },
+        )
+    };
+    let code = field(
+        lang,
+        Field {
+            id: "mfa-confirm-code",
+            name: "code",
+            label: "mfa_code",
+            kind: "text",
+            autocomplete: "one-time-code",
+            hint: Some("mfa_code_hint"),
+            extra: r#" inputmode="numeric" maxlength="12" autocapitalize="none" spellcheck="false""#,
+        },
+    );
+    format!(
+        r#"      <p id="mfa-status" role="status" tabindex="-1">{loading}</p>
+      <div class="notice" id="mfa-notice" role="alert" aria-live="assertive"></div>
+      <div id="mfa-off" hidden>
+{setup}      </div>
+      <div id="mfa-enrol" hidden>
+        <p id="mfa-scan">{scan}</p>
+        <img id="mfa-qr" class="qr" alt="{qr_alt}" width="200" height="200">
+        <p>{key}: <code id="mfa-secret"></code></p>
+{confirm}        <button type="button" id="mfa-enrol-cancel" class="secondary">{cancel}</button>
+      </div>
+      <div id="recovery-codes" class="codes-box" role="status" tabindex="-1" hidden>
+        <p>{codes_intro}</p>
+        <ol id="recovery-code-list" class="codes"></ol>
+        <button type="button" id="recovery-codes-saved">{saved}</button>
+      </div>
+      <div id="mfa-on" hidden>
+        <h3>{new_codes}</h3>
+        <p class="hint">{new_codes_hint}</p>
+{recovery}        <h3>{remove}</h3>
+{remove_form}        <div id="mfa-remove-confirm" hidden>
+          <p id="mfa-remove-confirm-text">{remove_confirm}</p>
+          <button type="button" id="mfa-remove-confirm-button" class="danger" aria-describedby="mfa-remove-confirm-text">{remove_confirm_button}</button>
+          <button type="button" id="mfa-remove-cancel" class="secondary">{cancel}</button>
+        </div>
+      </div>
+"#,
+        loading = t("loading"),
+        setup = form("mfa-setup-form", &password("mfa-setup-password"), t("mfa_setup_button")),
+        scan = t("mfa_scan"),
+        qr_alt = t("mfa_qr_alt"),
+        key = t("mfa_secret"),
+        confirm = form("mfa-confirm-form", &code, t("mfa_confirm_button")),
+        cancel = t("cancel"),
+        codes_intro = t("recovery_codes_intro"),
+        saved = t("recovery_codes_saved"),
+        new_codes = t("recovery_new"),
+        new_codes_hint = t("recovery_new_hint"),
+        recovery = form("recovery-form", &password("recovery-password"), t("recovery_new")),
+        remove = t("mfa_remove"),
+        remove_form = form(
+            "mfa-remove-form",
+            &password("mfa-remove-password"),
+            t("mfa_remove_button")
+        ),
+        remove_confirm = t("mfa_remove_confirm"),
+        remove_confirm_button = t("mfa_remove_confirm_button"),
+    )
+}
+
 /// The account settings page. Signed out, its script sends the browser to `/signin` with
 /// `return_to=/account/settings`.
 #[utoipa::path(
@@ -855,6 +990,7 @@ pub(super) async fn settings(
         confirm_button = t("delete_confirm_button"),
         cancel = t("cancel"),
     );
+    let mfa = mfa_settings(lang);
     let body = [
         section("account", t("account"), None, &account),
         section(
@@ -869,6 +1005,7 @@ pub(super) async fn settings(
             Some(t("change_email_hint")),
             &form("email-form", &email_fields, t("change_email_button")),
         ),
+        section("mfa-section", t("mfa_title"), Some(t("mfa_hint")), &mfa),
         section("sessions-section", t("sessions"), Some(t("sessions_hint")), &sessions),
         section("keys-section", t("api_keys"), Some(t("api_keys_hint")), &keys),
         section("signout-section", t("signout"), None, &signout),
@@ -899,6 +1036,10 @@ pub(super) async fn settings(
                 "key_deleted",
                 "no_keys",
                 "signed_in_as",
+                "mfa_on",
+                "mfa_off",
+                "recovery_codes_left",
+                "mfa_enabled",
             ],
             body,
         },
@@ -993,10 +1134,13 @@ mod tests {
     fn the_policy_adds_only_the_logos_origin() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
-        assert!(content_security_policy(&config).contains("img-src 'self';"));
+        assert!(content_security_policy(&config).contains("img-src 'self' data:;"));
         config.brand_logo = crate::config::pages::parse_logo("https://cdn.example.com/l.svg").ok();
         let policy = content_security_policy(&config);
-        assert!(policy.contains("img-src 'self' https://cdn.example.com;"), "{policy}");
+        assert!(
+            policy.contains("img-src 'self' data: https://cdn.example.com;"),
+            "{policy}"
+        );
         assert!(!policy.contains("unsafe"));
     }
 }

@@ -170,7 +170,7 @@ async fn the_brand_is_configurable_and_escaped() {
         "{html}"
     );
     let csp = header(&headers, "content-security-policy").unwrap();
-    assert!(csp.contains("img-src 'self' https://cdn.example.com;"), "{csp}");
+    assert!(csp.contains("img-src 'self' data: https://cdn.example.com;"), "{csp}");
     let theme = app.get("/pages/theme.css").send().await.unwrap().text().await.unwrap();
     assert!(theme.contains("--brand: #123abc;"), "{theme}");
 }
@@ -397,4 +397,96 @@ async fn signup_tells_what_verification_asks_for() {
         assert_eq!(data_attribute(&html, "verification").as_deref(), Some(mode.as_str()));
         assert!(data_attribute(&html, "done").unwrap().contains(words), "{html}");
     }
+}
+
+/// The `<input ...>` tag with this id.
+fn input_tag<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<input id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    &html[start..start + html[start..].find('>').unwrap()]
+}
+
+#[tokio::test]
+async fn the_second_factor_has_its_step_in_signin_and_its_section_in_settings() {
+    let app = spawn_app().await;
+    let (headers, html) = page(&app, "/signin").await;
+    // The second step is in the page, hidden until POST /login answers mfa_required.
+    assert!(
+        html.contains(r#"<form id="mfa-form" method="post" aria-labelledby="mfa-heading" hidden>"#),
+        "{html}"
+    );
+    let code = input_tag(&html, "mfa-code");
+    assert!(
+        code.contains(r#"autocomplete="one-time-code""#) && code.contains(r#"inputmode="numeric""#),
+        "{code}"
+    );
+    assert!(
+        code.contains(r#"aria-describedby="mfa-code-hint mfa-code-error""#),
+        "{code}"
+    );
+    // The recovery-code field waits disabled (neither validated nor sent) behind the switch.
+    assert!(
+        input_tag(&html, "recovery-code")
+            .ends_with(" disabled aria-describedby=\"recovery-code-hint recovery-code-error\"")
+    );
+    assert!(
+        html.contains(r#"<p class="hint" id="mfa-code-hint">Enter the 6-digit code from your authenticator app.</p>"#)
+    );
+    assert!(html.contains(r#"<button type="button" id="mfa-switch" class="link" aria-controls="mfa-form">Use a recovery code instead</button>"#));
+    // The words the script writes itself.
+    assert_eq!(
+        data_attribute(&html, "mfa-expired").as_deref(),
+        Some("This sign-in attempt expired, start again.")
+    );
+    assert_eq!(
+        data_attribute(&html, "use-authenticator").as_deref(),
+        Some("Use your authenticator app instead")
+    );
+    assert_eq!(
+        data_attribute(&html, "mfa-attempts-left").as_deref(),
+        Some("Attempts left: {n}.")
+    );
+    // The enrolment's QR code is shown as a data: image: `data:` is allowed for images only.
+    let csp = header(&headers, "content-security-policy").unwrap();
+    assert!(csp.contains("img-src 'self' data:;"), "{csp}");
+    assert_eq!(csp.matches("data:").count(), 1, "{csp}");
+
+    let (_, html) = page(&app, "/account/settings").await;
+    assert!(html.contains(r#"<section id="mfa-section" aria-labelledby="mfa-section-heading">"#));
+    assert!(html.contains(r#"<h2 id="mfa-section-heading">Two-factor authentication</h2>"#));
+    for form in ["mfa-setup-form", "mfa-confirm-form", "recovery-form", "mfa-remove-form"] {
+        assert!(html.contains(&format!(r#"<form id="{form}" method="post">"#)), "{form}");
+    }
+    for id in ["mfa-setup-password", "recovery-password", "mfa-remove-password"] {
+        let tag = input_tag(&html, id);
+        assert!(
+            tag.contains(r#"name="password" type="password" autocomplete="current-password""#),
+            "{tag}"
+        );
+    }
+    assert!(input_tag(&html, "mfa-confirm-code").contains(r#"autocomplete="one-time-code""#));
+    // The QR image has its text alternative and no source until an enrolment starts.
+    assert!(html.contains(
+        r#"<img id="mfa-qr" class="qr" alt="QR code to add this account to an authenticator app" width="200" height="200">"#
+    ));
+    assert!(html.contains(r#"<ol id="recovery-code-list" class="codes"></ol>"#));
+    assert!(html.contains(r#"<div id="mfa-off" hidden>"#) && html.contains(r#"<div id="mfa-on" hidden>"#));
+    assert_eq!(
+        data_attribute(&html, "recovery-codes-left").as_deref(),
+        Some("Recovery codes left: {n}.")
+    );
+
+    // Both steps speak Chinese too.
+    let (_, html) = page(&app, "/signin?lang=zh").await;
+    assert!(
+        html.contains("请输入身份验证器应用中的 6 位验证码。") && html.contains(">改用恢复码<"),
+        "{html}"
+    );
+    let (_, html) = page(&app, "/account/settings?lang=zh").await;
+    assert!(html.contains(r#"<h2 id="mfa-section-heading">两步验证</h2>"#), "{html}");
+    assert!(
+        html.contains(">设置身份验证器应用<") && html.contains(">我已保存<"),
+        "{html}"
+    );
 }
