@@ -328,6 +328,11 @@ impl App {
                     })?,
             ),
         };
+        // Per client IP, the login budget again, on a counter of its own (a password login and
+        // its code do not share one): tokens are unguessable, but each try costs a database
+        // write, and nobody needs more codes a minute than passwords.
+        self.enforce_limit("login", &format!("mfa:{ip}"), &self.config.rate_limit_login, ip)
+            .await?;
         if mfa_token.is_empty() || mfa_token.len() > MAX_INPUT_CHARS {
             self.count_mfa(method, "invalid_token");
             return Err(Error::MfaTokenInvalid);

@@ -316,6 +316,25 @@ async fn codes_count_against_the_accounts_login_limit() {
 }
 
 #[tokio::test]
+async fn codes_are_limited_per_client_ip_like_logins() {
+    let app = spawn_app_on_manual_clock(|config| {
+        config.rate_limit_login = "3/minute".parse().unwrap();
+    })
+    .await;
+    // Unknown tokens cost a database write each: a client cannot send them without bound.
+    for _ in 0..3 {
+        let response = login_mfa(&app, json!({ "mfa_token": "x".repeat(43), "code": "123456" })).await;
+        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+    }
+    let response = login_mfa(&app, json!({ "mfa_token": "x".repeat(43), "code": "123456" })).await;
+    assert!(response.headers().get("retry-after").is_some());
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // The password logins' own budget is untouched by the codes.
+    let user = app.register_user().await;
+    assert_eq!(app.login(&user.email, &user.password).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn factor_changes_need_the_password_and_removal_restores_the_plain_login() {
     let app = spawn_app_on_manual_clock(|_| {}).await;
     let (user, login) = app.new_session().await;
