@@ -364,7 +364,7 @@ pub struct MfaChallenge {
 /// one-time recovery codes (hashes only), and the short-lived challenges of logins waiting for a
 /// code. Every row goes with its account (`ON DELETE CASCADE`).
 #[async_trait]
-pub trait MfaStore: Send + Sync {
+pub trait MfaStore: PasskeyStore + Send + Sync {
     /// Stores a pending (unconfirmed) TOTP secret, replacing a pending one. `false` (nothing
     /// changed) when the account already has a confirmed one.
     async fn start_totp(&self, user_id: i64, secret: &[u8], now: i64) -> Result<bool, StoreError>;
@@ -414,6 +414,109 @@ pub trait MfaStore: Send + Sync {
     /// Consumes the live challenge with this hash (a successful code): `true` if this call
     /// deleted it, so a token completes at most one login.
     async fn consume_mfa_challenge(&self, token_hash: &[u8], now: i64) -> Result<bool, StoreError>;
+}
+
+/// A passkey (WebAuthn credential, C3) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// The credential id the authenticator chose (unique across accounts).
+    pub credential_id: Vec<u8>,
+    /// The account.
+    pub user_id: i64,
+    /// The name its owner gave it.
+    pub name: String,
+    /// The WebAuthn user handle the credential was made for.
+    pub user_handle: Vec<u8>,
+    /// The verifier's encoding of the public key and its static data.
+    pub public_key: Vec<u8>,
+    /// The verifier's encoding of the changing data (signature counter, flags).
+    pub state: Vec<u8>,
+    /// The last signature counter seen (0: the authenticator keeps none).
+    pub sign_count: i64,
+    /// The transports the browser reported (the verifier's bit set).
+    pub transports: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last sign-in with it.
+    pub last_used_at: Option<i64>,
+}
+
+/// What a WebAuthn ceremony is for (C3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Adding a passkey to an account.
+    Registration,
+    /// Signing in with a passkey alone (discoverable credentials).
+    Login,
+    /// A passkey as the second factor of a password login.
+    SecondFactor,
+}
+
+impl CeremonyKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CeremonyKind::Registration => "registration",
+            CeremonyKind::Login => "login",
+            CeremonyKind::SecondFactor => "second_factor",
+        }
+    }
+}
+
+/// A WebAuthn ceremony waiting for the browser's answer: the verifier's state, stored in the
+/// shared database so any instance can finish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyCeremony {
+    /// SHA-256 of the `ceremony_id` given to the client.
+    pub id_hash: Vec<u8>,
+    /// What it is for.
+    pub kind: CeremonyKind,
+    /// The account (registration, second factor); `None` for a password-less login.
+    pub user_id: Option<i64>,
+    /// SHA-256 of the `mfa_token` of the login it belongs to (second factor).
+    pub mfa_token_hash: Option<Vec<u8>>,
+    /// The verifier's encoded server state.
+    pub state: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Passkeys and their ceremonies (C3). Every row goes with its account (`ON DELETE CASCADE`).
+#[async_trait]
+pub trait PasskeyStore: Send + Sync {
+    /// Stores a ceremony, and deletes the expired ones.
+    async fn create_ceremony(&self, ceremony: PasskeyCeremony) -> Result<(), StoreError>;
+    /// Takes (deletes and returns) the live ceremony with this id hash and kind, in one
+    /// statement: a ceremony is finished at most once, on any instance.
+    async fn take_ceremony(
+        &self,
+        id_hash: &[u8],
+        kind: CeremonyKind,
+        now: i64,
+    ) -> Result<Option<PasskeyCeremony>, StoreError>;
+    /// Adds a passkey; `false` when its credential id is already registered (to anyone).
+    async fn add_passkey(&self, passkey: Passkey) -> Result<bool, StoreError>;
+    /// The account's passkeys, oldest first.
+    async fn list_passkeys(&self, user_id: i64) -> Result<Vec<Passkey>, StoreError>;
+    /// The passkey with this credential id.
+    async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError>;
+    /// Records a sign-in: the new state and counter, only if the stored state is still
+    /// `expected_state` (of two sign-ins racing with one counter value, one wins). `false`
+    /// when it changed meanwhile or the passkey is gone.
+    async fn record_passkey_use(
+        &self,
+        credential_id: &[u8],
+        expected_state: &[u8],
+        state: &[u8],
+        sign_count: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Removes one of the account's passkeys; `false` when it has no such passkey.
+    async fn delete_passkey(&self, user_id: i64, credential_id: &[u8]) -> Result<bool, StoreError>;
+    /// Removes all of the account's passkeys and open ceremonies; how many passkeys went.
+    async fn delete_passkeys(&self, user_id: i64) -> Result<u64, StoreError>;
 }
 
 /// A login session: one refresh-token family (B2). The session id is the `sid` claim of every

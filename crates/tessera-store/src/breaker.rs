@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tessera_core::store::{
-    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, EmailToken, EmailTokenStore, InsertCondition, KeyPurpose,
-    KeyStore, KeyUsage, MfaChallenge, MfaStore, NewEmailToken, NewMfaChallenge, NewSession, NewUser, Redeemed,
-    Redemption, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey, TotpFactor,
-    User, UserStore,
+    ApiKey, ApiKeyLookup, ApiKeyStore, CeremonyKind, DeletedAccount, EmailToken, EmailTokenStore, InsertCondition,
+    KeyPurpose, KeyStore, KeyUsage, MfaChallenge, MfaStore, NewEmailToken, NewMfaChallenge, NewSession, NewUser,
+    Passkey, PasskeyCeremony, PasskeyStore, Redeemed, Redemption, RefreshRotation, Rotation, RotationOutcome, Session,
+    SessionStore, StoreError, StoredKey, TotpFactor, User, UserStore,
 };
 
 /// Each probe ping gives up after this long (the pool's own acquire timeout is longer).
@@ -453,5 +453,59 @@ impl MfaStore for Guarded<dyn MfaStore> {
         self.breaker
             .call(self.inner.consume_mfa_challenge(token_hash, now))
             .await
+    }
+}
+
+#[async_trait]
+impl PasskeyStore for Guarded<dyn MfaStore> {
+    async fn create_ceremony(&self, ceremony: PasskeyCeremony) -> Result<(), StoreError> {
+        self.breaker.call(self.inner.create_ceremony(ceremony)).await
+    }
+
+    async fn take_ceremony(
+        &self,
+        id_hash: &[u8],
+        kind: CeremonyKind,
+        now: i64,
+    ) -> Result<Option<PasskeyCeremony>, StoreError> {
+        self.breaker.call(self.inner.take_ceremony(id_hash, kind, now)).await
+    }
+
+    async fn add_passkey(&self, passkey: Passkey) -> Result<bool, StoreError> {
+        self.breaker.call(self.inner.add_passkey(passkey)).await
+    }
+
+    async fn list_passkeys(&self, user_id: i64) -> Result<Vec<Passkey>, StoreError> {
+        self.breaker.call(self.inner.list_passkeys(user_id)).await
+    }
+
+    async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError> {
+        self.breaker.call(self.inner.find_passkey(credential_id)).await
+    }
+
+    async fn record_passkey_use(
+        &self,
+        credential_id: &[u8],
+        expected_state: &[u8],
+        state: &[u8],
+        sign_count: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.breaker
+            .call(
+                self.inner
+                    .record_passkey_use(credential_id, expected_state, state, sign_count, now),
+            )
+            .await
+    }
+
+    async fn delete_passkey(&self, user_id: i64, credential_id: &[u8]) -> Result<bool, StoreError> {
+        self.breaker
+            .call(self.inner.delete_passkey(user_id, credential_id))
+            .await
+    }
+
+    async fn delete_passkeys(&self, user_id: i64) -> Result<u64, StoreError> {
+        self.breaker.call(self.inner.delete_passkeys(user_id)).await
     }
 }

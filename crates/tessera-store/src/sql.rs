@@ -34,10 +34,11 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    ApiKey, ApiKeyLookup, ApiKeyStore, DeletedAccount, EmailToken, EmailTokenPurpose, EmailTokenStore, InsertCondition,
-    KeyPurpose, KeyStore, KeyUsage, MfaChallenge, MfaStore, NewEmailToken, NewMfaChallenge, NewSession, NewUser,
-    Redeemed, Redemption, RefreshRotation, Rotation, RotationOutcome, Session, SessionStore, StoreError, StoredKey,
-    TotpFactor, User, UserStore, check_account_then_rotate,
+    ApiKey, ApiKeyLookup, ApiKeyStore, CeremonyKind, DeletedAccount, EmailToken, EmailTokenPurpose, EmailTokenStore,
+    InsertCondition, KeyPurpose, KeyStore, KeyUsage, MfaChallenge, MfaStore, NewEmailToken, NewMfaChallenge,
+    NewSession, NewUser, Passkey, PasskeyCeremony, PasskeyStore, Redeemed, Redemption, RefreshRotation, Rotation,
+    RotationOutcome, Session, SessionStore, StoreError, StoredKey, TotpFactor, User, UserStore,
+    check_account_then_rotate,
 };
 
 use crate::store_error;
@@ -1380,7 +1381,9 @@ where
     for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
     for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db> + Decode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    for<'q> Option<Vec<u8>>: Decode<'q, D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
@@ -1641,4 +1644,224 @@ where
             .await?;
     }
     Ok(())
+}
+
+#[derive(FromRow)]
+struct PasskeyRow {
+    credential_id: Vec<u8>,
+    user_id: i64,
+    name: String,
+    user_handle: Vec<u8>,
+    public_key: Vec<u8>,
+    state: Vec<u8>,
+    sign_count: i64,
+    transports: i64,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl From<PasskeyRow> for Passkey {
+    fn from(row: PasskeyRow) -> Passkey {
+        Passkey {
+            credential_id: row.credential_id,
+            user_id: row.user_id,
+            name: row.name,
+            user_handle: row.user_handle,
+            public_key: row.public_key,
+            state: row.state,
+            sign_count: row.sign_count,
+            transports: row.transports,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct CeremonyRow {
+    id_hash: Vec<u8>,
+    user_id: Option<i64>,
+    mfa_token_hash: Option<Vec<u8>>,
+    state: Vec<u8>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+#[async_trait]
+impl<D: Dialect> PasskeyStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db> + Decode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    for<'q> Option<Vec<u8>>: Decode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn create_ceremony(&self, ceremony: PasskeyCeremony) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let created = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query("DELETE FROM passkey_ceremonies WHERE expires_at <= $1")
+                .bind(ceremony.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO passkey_ceremonies (id_hash, kind, user_id, mfa_token_hash, state, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(ceremony.id_hash.as_slice())
+            .bind(ceremony.kind.as_str())
+            .bind(ceremony.user_id)
+            .bind(ceremony.mfa_token_hash.as_deref())
+            .bind(ceremony.state.as_slice())
+            .bind(ceremony.created_at)
+            .bind(ceremony.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        let created = created.await;
+        if created.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(created.map_err(store_error))
+    }
+
+    async fn take_ceremony(
+        &self,
+        id_hash: &[u8],
+        kind: CeremonyKind,
+        now: i64,
+    ) -> Result<Option<PasskeyCeremony>, StoreError> {
+        // One statement: of two finishes of one ceremony, on any instance, one gets the row.
+        let rows = sqlx::query_as::<_, CeremonyRow>(
+            "DELETE FROM passkey_ceremonies WHERE id_hash = $1 AND kind = $2 AND expires_at > $3 \
+             RETURNING id_hash, user_id, mfa_token_hash, state, created_at, expires_at",
+        )
+        .bind(id_hash)
+        .bind(kind.as_str())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        let rows = self.wrote(rows)?;
+        Ok(first(rows).map(|row| PasskeyCeremony {
+            id_hash: row.id_hash,
+            kind,
+            user_id: row.user_id,
+            mfa_token_hash: row.mfa_token_hash,
+            state: row.state,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    async fn add_passkey(&self, passkey: Passkey) -> Result<bool, StoreError> {
+        let added = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO passkeys (credential_id, user_id, name, user_handle, public_key, state, sign_count, transports, \
+             created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (credential_id) DO NOTHING RETURNING user_id",
+        )
+        .bind(passkey.credential_id.as_slice())
+        .bind(passkey.user_id)
+        .bind(passkey.name.as_str())
+        .bind(passkey.user_handle.as_slice())
+        .bind(passkey.public_key.as_slice())
+        .bind(passkey.state.as_slice())
+        .bind(passkey.sign_count)
+        .bind(passkey.transports)
+        .bind(passkey.created_at)
+        .bind(passkey.last_used_at)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(added.map(|rows| !rows.is_empty()))
+    }
+
+    async fn list_passkeys(&self, user_id: i64) -> Result<Vec<Passkey>, StoreError> {
+        let rows = sqlx::query_as::<_, PasskeyRow>(
+            "SELECT credential_id, user_id, name, user_handle, public_key, state, sign_count, transports, \
+             created_at, last_used_at FROM passkeys WHERE user_id = $1 ORDER BY created_at, credential_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(Passkey::from).collect())
+    }
+
+    async fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<Passkey>, StoreError> {
+        let rows = sqlx::query_as::<_, PasskeyRow>(
+            "SELECT credential_id, user_id, name, user_handle, public_key, state, sign_count, transports, \
+                 created_at, last_used_at FROM passkeys WHERE credential_id = $1",
+        )
+        .bind(credential_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(first(rows).map(Passkey::from))
+    }
+
+    async fn record_passkey_use(
+        &self,
+        credential_id: &[u8],
+        expected_state: &[u8],
+        state: &[u8],
+        sign_count: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let used = sqlx::query_scalar::<_, i64>(
+            "UPDATE passkeys SET state = $1, sign_count = $2, last_used_at = $3 \
+             WHERE credential_id = $4 AND state = $5 RETURNING user_id",
+        )
+        .bind(state)
+        .bind(sign_count)
+        .bind(now)
+        .bind(credential_id)
+        .bind(expected_state)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(used.map(|rows| !rows.is_empty()))
+    }
+
+    async fn delete_passkey(&self, user_id: i64, credential_id: &[u8]) -> Result<bool, StoreError> {
+        let gone = sqlx::query_scalar::<_, i64>(
+            "DELETE FROM passkeys WHERE user_id = $1 AND credential_id = $2 RETURNING user_id",
+        )
+        .bind(user_id)
+        .bind(credential_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error);
+        self.wrote(gone.map(|rows| !rows.is_empty()))
+    }
+
+    async fn delete_passkeys(&self, user_id: i64) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let deleted = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let gone = sqlx::query_scalar::<_, i64>("DELETE FROM passkeys WHERE user_id = $1 RETURNING user_id")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM passkey_ceremonies WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(gone.len() as u64)
+        };
+        let deleted: Result<u64, sqlx::Error> = deleted.await;
+        if deleted.is_err() {
+            conn.close_on_drop();
+        }
+        self.wrote(deleted.map_err(store_error))
+    }
 }

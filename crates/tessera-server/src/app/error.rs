@@ -90,6 +90,12 @@ pub enum Error {
         /// Codes the challenge still accepts.
         attempts_left: i64,
     },
+    /// A passkey `ceremony_id` is unknown, used, expired or belongs to another flow (C3).
+    #[error("invalid passkey ceremony")]
+    PasskeyCeremonyInvalid,
+    /// A passkey answer was refused (unknown credential, signature, origin, challenge, counter).
+    #[error("passkey refused")]
+    PasskeyRefused,
     /// A TOTP factor is enrolled already (remove it before enrolling again).
     #[error("mfa already enrolled")]
     MfaAlreadyEnrolled,

@@ -36,8 +36,10 @@ use super::login::{ClientInfo, SessionTokens};
 pub const CHALLENGE_TTL_SECS: i64 = 300;
 /// Codes one `mfa_token` may be tried with; then it is void.
 pub const MAX_CODE_ATTEMPTS: i64 = 5;
-/// The second-factor methods a login challenge offers.
+/// The second-factor methods a login challenge offers with an authenticator app.
 pub const METHODS: [&str; 2] = ["totp", "recovery_code"];
+/// The method a login challenge offers when the account has passkeys.
+pub const PASSKEY_METHOD: &str = "passkey";
 /// Longest `mfa_token` or code looked at (longer input is refused unread).
 const MAX_INPUT_CHARS: usize = 128;
 
@@ -68,6 +70,10 @@ pub struct MfaRequired {
     pub mfa_token: Zeroizing<String>,
     /// Seconds it lives.
     pub expires_in: i64,
+    /// What `POST /login/mfa` accepts for this account.
+    pub methods: Vec<&'static str>,
+    /// The passkey ceremony, when the account has passkeys.
+    pub passkey: Option<super::passkeys::PasskeyStart>,
     /// The login's limit decision (for the `X-RateLimit-*` headers).
     pub limit: Option<Decision>,
 }
@@ -78,6 +84,8 @@ pub enum SecondFactor {
     Totp(Zeroizing<String>),
     /// One of the recovery codes.
     RecoveryCode(Zeroizing<String>),
+    /// A passkey's answer to the login's passkey ceremony.
+    Passkey(super::passkeys::PasskeyAnswer),
 }
 
 impl SecondFactor {
@@ -86,6 +94,7 @@ impl SecondFactor {
         match self {
             SecondFactor::Totp(_) => "totp",
             SecondFactor::RecoveryCode(_) => "recovery_code",
+            SecondFactor::Passkey(_) => PASSKEY_METHOD,
         }
     }
 }
@@ -271,8 +280,13 @@ impl App {
         Ok(codes)
     }
 
-    /// Whether a login of `user` must present a second factor.
+    /// Whether a login of `user` must present a second factor: a confirmed TOTP app or a
+    /// passkey.
     pub(super) async fn requires_mfa(&self, user: &User) -> Result<bool, Error> {
+        Ok(self.has_totp(user).await? || self.has_passkeys(user).await?)
+    }
+
+    async fn has_totp(&self, user: &User) -> Result<bool, Error> {
         Ok(self
             .mfa
             .find_totp(user.id)
@@ -284,10 +298,11 @@ impl App {
     /// token.
     pub(super) async fn issue_mfa_challenge(&self, user: &User, client: &ClientInfo) -> Result<MfaRequired, Error> {
         let token = totp::generate_challenge_token(&mut OsRng);
+        let token_hash = totp::challenge_token_hash(&token);
         let now = self.clock.now();
         self.mfa
             .create_mfa_challenge(NewMfaChallenge {
-                token_hash: totp::challenge_token_hash(&token),
+                token_hash: token_hash.clone(),
                 user_id: user.id,
                 ip_address: Some(client.ip.clone()),
                 user_agent: client.user_agent.clone(),
@@ -295,9 +310,19 @@ impl App {
                 expires_at: now + CHALLENGE_TTL_SECS,
             })
             .await?;
+        let mut methods = Vec::new();
+        if self.has_totp(user).await? {
+            methods.extend(METHODS);
+        }
+        let passkey = self.start_passkey_second_factor(user, &token_hash).await?;
+        if passkey.is_some() {
+            methods.push(PASSKEY_METHOD);
+        }
         Ok(MfaRequired {
             mfa_token: token,
             expires_in: CHALLENGE_TTL_SECS,
+            methods,
+            passkey,
             limit: None,
         })
     }
@@ -313,6 +338,7 @@ impl App {
         let method = factor.method();
         let ip = client.ip.as_str();
         // Malformed input is refused before it can use up an attempt: it cannot be right.
+        let mut passkey_assertion = None;
         let factor = match factor {
             SecondFactor::Totp(code) => SecondFactor::Totp(Zeroizing::new(parse_code(&code, "code")?)),
             SecondFactor::RecoveryCode(code) => SecondFactor::RecoveryCode(
@@ -327,6 +353,13 @@ impl App {
                         )])
                     })?,
             ),
+            SecondFactor::Passkey(answer) => {
+                passkey_assertion = Some(self.parse_second_factor(answer.credential)?);
+                SecondFactor::Passkey(super::passkeys::PasskeyAnswer {
+                    ceremony_id: answer.ceremony_id,
+                    credential: serde_json::Value::Null,
+                })
+            }
         };
         // Per client IP, the login budget again, on a counter of its own (a password login and
         // its code do not share one): tokens are unguessable, but each try costs a database
@@ -371,6 +404,13 @@ impl App {
                     .await?;
                 if used { Ok(()) } else { Err("wrong_code") }
             }
+            SecondFactor::Passkey(answer) => match passkey_assertion.take() {
+                Some(assertion) => {
+                    self.check_passkey_second_factor(user_id, &token_hash, &answer.ceremony_id, assertion, ip)
+                        .await?
+                }
+                None => Err("invalid_ceremony"),
+            },
         };
         if let Err(reason) = accepted {
             let attempts_left = (MAX_CODE_ATTEMPTS - challenge.attempts).max(0);
@@ -413,16 +453,20 @@ impl App {
     }
 }
 
-/// The operator's reset (`tessera users mfa reset`): removes the account's second factor, logged
+/// The operator's reset (`tessera users mfa reset`): removes the account's second factor (the
+/// app, its recovery codes and every passkey), logged
 /// as `mfa_reset`. `false` when it had none.
 pub async fn reset_mfa(mfa: &dyn MfaStore, user_id: i64, actor: &str) -> Result<bool, StoreError> {
-    let removed = mfa.delete_mfa(user_id).await?;
+    let totp_removed = mfa.delete_mfa(user_id).await?;
+    let passkeys_removed = mfa.delete_passkeys(user_id).await?;
+    let removed = totp_removed || passkeys_removed > 0;
     if removed {
         tracing::warn!(
             event = "mfa_reset",
             user_id,
             actor,
-            "second factor removed by an operator"
+            passkeys_removed,
+            "second factor (app, recovery codes, passkeys) removed by an operator"
         );
     }
     Ok(removed)
@@ -440,7 +484,7 @@ fn app_issuer(issuer: &str) -> &str {
 }
 
 /// Factor changes and their confirmation need a person's session, not an API key.
-fn require_session(caller: &Authenticated) -> Result<(), Error> {
+pub(super) fn require_session(caller: &Authenticated) -> Result<(), Error> {
     if caller.api_key_id.is_some() || caller.claims.sid.is_empty() {
         return Err(Error::SessionRequired);
     }

@@ -23,9 +23,11 @@ pub mod limits;
 pub mod login;
 pub mod mfa;
 pub mod origin;
+pub mod passkeys;
 pub mod refresh;
 pub mod sessions;
 pub mod settings;
+pub mod webauthn;
 
 pub use self::error::Error;
 

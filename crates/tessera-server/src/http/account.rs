@@ -110,7 +110,7 @@ pub(super) async fn register(
 }
 
 /// What the browser says about the origin of a request (login CSRF check).
-fn request_origin(headers: &HeaderMap) -> RequestOrigin<'_> {
+pub(super) fn request_origin(headers: &HeaderMap) -> RequestOrigin<'_> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     RequestOrigin {
         origin: text("origin"),
@@ -137,7 +137,7 @@ pub(super) struct LoginRequest {
 /// The body of a successful login or refresh (the contract table). The two tokens are left out
 /// when TOKEN_DELIVERY=cookie.
 #[derive(Serialize, ToSchema)]
-struct TokenResponse {
+pub(super) struct TokenResponse {
     /// "Login successful" or "Token refreshed", in the client's language.
     message: &'static str,
     /// The access token (a JWT).
@@ -172,7 +172,7 @@ struct LogoutAllResponse {
 }
 
 /// The login response and the refresh response share this shape (S1, the contract table).
-fn token_response(state: &AppState, lang: Lang, message_key: &str, tokens: &SessionTokens) -> Response {
+pub(super) fn token_response(state: &AppState, lang: Lang, message_key: &str, tokens: &SessionTokens) -> Response {
     let delivery = state.config.token_delivery;
     let body = TokenResponse {
         message: message(message_key, lang),
@@ -280,9 +280,15 @@ struct MfaRequiredResponse {
     mfa_token: String,
     /// Seconds the token lives.
     expires_in: i64,
-    /// What `POST /login/mfa` accepts: `totp` (`code`) and `recovery_code`.
-    #[schema(example = json!(["totp", "recovery_code"]))]
+    /// What `POST /login/mfa` accepts for this account: `totp` (`code`) and `recovery_code`
+    /// with an authenticator app, `passkey` with passkeys.
+    #[schema(example = json!(["totp", "recovery_code", "passkey"]))]
     methods: Vec<&'static str>,
+    /// With passkeys: the ceremony to run with `navigator.credentials.get` (its
+    /// `allowCredentials` are the account's passkeys); the answer goes to `POST /login/mfa` as
+    /// `passkey`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passkey: Option<super::passkeys::PasskeyCeremonyResponse>,
 }
 
 fn mfa_required_response(lang: Lang, challenge: &MfaRequired) -> Response {
@@ -291,7 +297,14 @@ fn mfa_required_response(lang: Lang, challenge: &MfaRequired) -> Response {
         message: message("mfa_required", lang),
         mfa_token: challenge.mfa_token.to_string(),
         expires_in: challenge.expires_in,
-        methods: crate::app::mfa::METHODS.to_vec(),
+        methods: challenge.methods.clone(),
+        passkey: challenge
+            .passkey
+            .as_ref()
+            .map(|start| super::passkeys::PasskeyCeremonyResponse {
+                ceremony_id: start.ceremony_id.to_string(),
+                public_key: start.public_key.clone(),
+            }),
     };
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -315,6 +328,19 @@ pub(super) struct LoginMfaRequest {
     /// each works once.
     #[schema(example = "7k3m-q9x2-hh4d-0pzc")]
     recovery_code: Option<String>,
+    /// A passkey's answer to the login's `passkey` ceremony.
+    passkey: Option<PasskeyMfaAnswer>,
+}
+
+/// A passkey as the second factor: the answer to the `passkey` ceremony of the login.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct PasskeyMfaAnswer {
+    /// The `passkey.ceremony_id` of the login's answer.
+    #[schema(value_type = String, required = true)]
+    ceremony_id: Option<String>,
+    /// `PublicKeyCredential.toJSON()` (AuthenticationResponseJSON).
+    #[schema(value_type = Object, required = true)]
+    credential: Option<serde_json::Value>,
 }
 
 /// Completes a login with its second factor: a TOTP code or a recovery code.
@@ -350,18 +376,37 @@ pub(super) async fn login_mfa(
     state.check_same_site(request_origin(&headers), &ip)?;
     let mut errors = Vec::new();
     let token = Zeroizing::new(required(request.mfa_token, "mfa_token", &mut errors));
-    let factor = match (request.code, request.recovery_code) {
-        (Some(code), None) => Some(SecondFactor::Totp(Zeroizing::new(code))),
-        (None, Some(code)) => Some(SecondFactor::RecoveryCode(Zeroizing::new(code))),
-        (None, None) => {
-            errors.push(FieldError::new("code", "missing", "code or recovery_code required"));
+    let factor = match (request.code, request.recovery_code, request.passkey) {
+        (Some(code), None, None) => Some(SecondFactor::Totp(Zeroizing::new(code))),
+        (None, Some(code), None) => Some(SecondFactor::RecoveryCode(Zeroizing::new(code))),
+        (None, None, Some(answer)) => {
+            let ceremony_id = Zeroizing::new(required(answer.ceremony_id, "passkey.ceremony_id", &mut errors));
+            let credential = required(answer.credential, "passkey.credential", &mut errors);
+            if !credential.is_object() && errors.is_empty() {
+                errors.push(FieldError::new(
+                    "passkey.credential",
+                    "invalid_type",
+                    "the browser's PublicKeyCredential.toJSON()",
+                ));
+            }
+            Some(SecondFactor::Passkey(crate::app::passkeys::PasskeyAnswer {
+                ceremony_id,
+                credential,
+            }))
+        }
+        (None, None, None) => {
+            errors.push(FieldError::new(
+                "code",
+                "missing",
+                "code, recovery_code or passkey required",
+            ));
             None
         }
-        (Some(_), Some(_)) => {
+        _ => {
             errors.push(FieldError::new(
                 "recovery_code",
                 "conflicting_fields",
-                "give code or recovery_code, not both",
+                "give one of code, recovery_code and passkey",
             ));
             None
         }

@@ -46,6 +46,11 @@ pub enum ErrorCode {
     InvalidMfaToken,
     /// 401: a wrong or replayed second-factor code at login (C3); `details.attempts_left`.
     InvalidMfaCode,
+    /// 400: a passkey `ceremony_id` is unknown, used, expired or of another flow (C3).
+    InvalidPasskeyCeremony,
+    /// 401: a passkey answer was refused: unknown credential, bad signature, wrong origin,
+    /// challenge or counter (C3).
+    PasskeyRefused,
     /// 409: a TOTP factor is enrolled already (C3).
     MfaAlreadyEnrolled,
     /// 409: the action needs a TOTP factor the account does not have (C3).
@@ -85,7 +90,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI document.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadRequest,
         ErrorCode::NotAuthenticated,
         ErrorCode::InvalidToken,
@@ -99,6 +104,8 @@ impl ErrorCode {
         ErrorCode::InvalidLink,
         ErrorCode::InvalidMfaToken,
         ErrorCode::InvalidMfaCode,
+        ErrorCode::InvalidPasskeyCeremony,
+        ErrorCode::PasskeyRefused,
         ErrorCode::MfaAlreadyEnrolled,
         ErrorCode::MfaNotEnrolled,
         ErrorCode::Forbidden,
@@ -121,13 +128,16 @@ impl ErrorCode {
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidLink => StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest | ErrorCode::InvalidLink | ErrorCode::InvalidPasskeyCeremony => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorCode::NotAuthenticated
             | ErrorCode::InvalidToken
             | ErrorCode::TokenExpired
             | ErrorCode::InvalidCredentials
             | ErrorCode::InvalidMfaToken
-            | ErrorCode::InvalidMfaCode => StatusCode::UNAUTHORIZED,
+            | ErrorCode::InvalidMfaCode
+            | ErrorCode::PasskeyRefused => StatusCode::UNAUTHORIZED,
             ErrorCode::AccountDisabled
             | ErrorCode::CsrfFailed
             | ErrorCode::InsufficientScope
@@ -165,6 +175,8 @@ impl ErrorCode {
             ErrorCode::InvalidLink => "invalid_link",
             ErrorCode::InvalidMfaToken => "invalid_mfa_token",
             ErrorCode::InvalidMfaCode => "invalid_mfa_code",
+            ErrorCode::InvalidPasskeyCeremony => "invalid_passkey_ceremony",
+            ErrorCode::PasskeyRefused => "passkey_refused",
             ErrorCode::MfaAlreadyEnrolled => "mfa_already_enrolled",
             ErrorCode::MfaNotEnrolled => "mfa_not_enrolled",
             ErrorCode::Forbidden => "forbidden",
@@ -324,6 +336,8 @@ impl From<app::Error> for AppError {
             app::Error::EmailNotVerified => AppError::Code(ErrorCode::EmailNotVerified),
             app::Error::InvalidMailToken => AppError::Code(ErrorCode::InvalidLink),
             app::Error::MfaTokenInvalid => AppError::Code(ErrorCode::InvalidMfaToken),
+            app::Error::PasskeyCeremonyInvalid => AppError::Code(ErrorCode::InvalidPasskeyCeremony),
+            app::Error::PasskeyRefused => AppError::Code(ErrorCode::PasskeyRefused),
             app::Error::InvalidMfaCode { attempts_left } => AppError::InvalidMfaCode(attempts_left),
             app::Error::MfaAlreadyEnrolled => AppError::Code(ErrorCode::MfaAlreadyEnrolled),
             app::Error::MfaNotEnrolled => AppError::Code(ErrorCode::MfaNotEnrolled),

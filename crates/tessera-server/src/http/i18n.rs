@@ -151,6 +151,11 @@ pub fn message(key: &str, lang: Lang) -> &'static str {
             "Verify your email address first: follow the link we mailed you, or ask for a new one",
             "请先验证邮箱地址：打开我们发送给您的邮件中的链接，或重新发送验证邮件",
         ),
+        "invalid_passkey_ceremony" => (
+            "This passkey request has expired or was used already: start again",
+            "此通行密钥请求已过期或已被使用：请重新开始",
+        ),
+        "passkey_refused" => ("The passkey was not accepted", "通行密钥未被接受"),
         "invalid_link" => (
             "This link is not valid: it was used already, has expired, or a newer one was sent",
             "此链接无效：它已被使用、已过期，或已发送了更新的链接",

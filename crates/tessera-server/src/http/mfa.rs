@@ -84,7 +84,7 @@ pub(super) struct PasswordConfirmation {
 }
 
 impl PasswordConfirmation {
-    fn password(self) -> Result<Zeroizing<String>, AppError> {
+    pub(super) fn password(self) -> Result<Zeroizing<String>, AppError> {
         let mut errors = Vec::new();
         let password = Zeroizing::new(required(self.password, "password", &mut errors));
         if errors.is_empty() {

@@ -26,6 +26,7 @@ mod mfa;
 pub mod openapi;
 mod page_text;
 mod pages;
+mod passkeys;
 mod profile;
 pub mod scopes;
 pub mod serve;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router(&state))
         .merge(settings::router(&state))
         .merge(mfa::router(&state))
+        .merge(passkeys::router(&state))
         .merge(email::router(&state))
         .merge(profile::router(&state))
         .merge(echo.unwrap_or_default())

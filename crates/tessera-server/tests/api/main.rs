@@ -33,6 +33,7 @@ mod mfa;
 mod observability;
 mod openapi;
 mod pages;
+mod passkeys;
 mod profile;
 mod proxies;
 mod refresh;

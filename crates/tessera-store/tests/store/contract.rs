@@ -5,9 +5,9 @@ use std::sync::Arc;
 use tessera_core::Algorithm;
 use tessera_core::keys::KeyState;
 use tessera_core::store::{
-    ApiKey, ApiKeyStore, EmailTokenPurpose, EmailTokenStore, KeyPurpose, KeyStore, KeyUsage, MfaStore, NewEmailToken,
-    NewMfaChallenge, NewSession, NewUser, Redemption, RefreshRotation, Rotation, RotationOutcome, SessionStore,
-    StorageFault, StoreError, StoredKey, UserStore,
+    ApiKey, ApiKeyStore, CeremonyKind, EmailTokenPurpose, EmailTokenStore, KeyPurpose, KeyStore, KeyUsage, MfaStore,
+    NewEmailToken, NewMfaChallenge, NewSession, NewUser, Passkey, PasskeyCeremony, Redemption, RefreshRotation,
+    Rotation, RotationOutcome, SessionStore, StorageFault, StoreError, StoredKey, UserStore,
 };
 
 fn new_user(email: &str, username: &str) -> NewUser {
@@ -1469,4 +1469,129 @@ pub async fn mfa_contract(users: &dyn UserStore, mfa: &dyn MfaStore) {
     assert_eq!(mfa.find_totp(user.id).await.unwrap(), None);
     assert_eq!(mfa.recovery_codes_left(user.id).await.unwrap(), 0);
     assert_eq!(mfa.attempt_mfa_challenge(&[0xa5; 32], 5, 6_001).await.unwrap(), None);
+}
+
+fn passkey(id: &[u8], user_id: i64, created_at: i64) -> Passkey {
+    Passkey {
+        credential_id: id.to_vec(),
+        user_id,
+        name: "Laptop".into(),
+        user_handle: vec![9; 16],
+        public_key: b"public key".to_vec(),
+        state: vec![0, 0, 0, 0, 0, 0, 0],
+        sign_count: 0,
+        transports: 4,
+        created_at,
+        last_used_at: None,
+    }
+}
+
+fn ceremony(id: &[u8], kind: CeremonyKind, user_id: Option<i64>, now: i64) -> PasskeyCeremony {
+    PasskeyCeremony {
+        id_hash: id.to_vec(),
+        kind,
+        user_id,
+        mfa_token_hash: user_id.map(|_| b"token hash".to_vec()),
+        state: b"verifier state".to_vec(),
+        created_at: now,
+        expires_at: now + 300,
+    }
+}
+
+pub async fn passkey_contract(users: &dyn UserStore, mfa: &dyn MfaStore) {
+    let user = users.create(new_user("pk@example.com", "pk")).await.unwrap();
+    let other = users.create(new_user("pk2@example.com", "pk2")).await.unwrap();
+
+    // Ceremonies: single use, of one kind, not after they expire; any account or none.
+    mfa.create_ceremony(ceremony(b"c1", CeremonyKind::Registration, Some(user.id), 100))
+        .await
+        .unwrap();
+    mfa.create_ceremony(ceremony(b"c2", CeremonyKind::Login, None, 100))
+        .await
+        .unwrap();
+    mfa.create_ceremony(ceremony(b"c3", CeremonyKind::SecondFactor, Some(user.id), 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        mfa.take_ceremony(b"c1", CeremonyKind::Login, 101).await.unwrap(),
+        None,
+        "a ceremony of another kind is not found"
+    );
+    let taken = mfa
+        .take_ceremony(b"c1", CeremonyKind::Registration, 101)
+        .await
+        .unwrap()
+        .expect("live ceremony");
+    assert_eq!(taken, ceremony(b"c1", CeremonyKind::Registration, Some(user.id), 100));
+    assert_eq!(
+        mfa.take_ceremony(b"c1", CeremonyKind::Registration, 102).await.unwrap(),
+        None,
+        "single use"
+    );
+    let login = mfa
+        .take_ceremony(b"c2", CeremonyKind::Login, 399)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((login.user_id, login.mfa_token_hash), (None, None));
+    assert_eq!(
+        mfa.take_ceremony(b"c3", CeremonyKind::SecondFactor, 400).await.unwrap(),
+        None,
+        "expired at expires_at"
+    );
+
+    // Credentials: unique across accounts, listed oldest first, found by id.
+    assert!(mfa.list_passkeys(user.id).await.unwrap().is_empty());
+    assert!(mfa.add_passkey(passkey(b"cred-b", user.id, 200)).await.unwrap());
+    assert!(mfa.add_passkey(passkey(b"cred-a", user.id, 210)).await.unwrap());
+    assert!(
+        !mfa.add_passkey(passkey(b"cred-a", other.id, 220)).await.unwrap(),
+        "a credential id is registered once"
+    );
+    let listed = mfa.list_passkeys(user.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.credential_id.as_slice()).collect::<Vec<_>>(),
+        vec![b"cred-b".as_slice(), b"cred-a".as_slice()]
+    );
+    assert_eq!(listed[0], passkey(b"cred-b", user.id, 200));
+    assert!(mfa.list_passkeys(other.id).await.unwrap().is_empty());
+    assert_eq!(mfa.find_passkey(b"cred-a").await.unwrap().unwrap().user_id, user.id);
+    assert_eq!(mfa.find_passkey(b"nope").await.unwrap(), None);
+
+    // A use is recorded only over the state it was checked against (compare and set).
+    let old = vec![0u8; 7];
+    let new = vec![1u8, 0, 5, 0, 0, 0, 0];
+    assert!(mfa.record_passkey_use(b"cred-a", &old, &new, 5, 300).await.unwrap());
+    assert!(
+        !mfa.record_passkey_use(b"cred-a", &old, &new, 5, 301).await.unwrap(),
+        "a second use checked against the old state loses"
+    );
+    let used = mfa.find_passkey(b"cred-a").await.unwrap().unwrap();
+    assert_eq!((used.state, used.sign_count, used.last_used_at), (new, 5, Some(300)));
+
+    // Removal: only the owner's, then all of them with the open ceremonies.
+    assert!(!mfa.delete_passkey(other.id, b"cred-a").await.unwrap());
+    assert!(mfa.delete_passkey(user.id, b"cred-a").await.unwrap());
+    assert!(!mfa.delete_passkey(user.id, b"cred-a").await.unwrap());
+    mfa.create_ceremony(ceremony(b"c4", CeremonyKind::SecondFactor, Some(user.id), 500))
+        .await
+        .unwrap();
+    assert_eq!(mfa.delete_passkeys(user.id).await.unwrap(), 1);
+    assert!(mfa.list_passkeys(user.id).await.unwrap().is_empty());
+    assert_eq!(
+        mfa.take_ceremony(b"c4", CeremonyKind::SecondFactor, 501).await.unwrap(),
+        None
+    );
+
+    // Deleting the account removes its passkeys and ceremonies (ON DELETE CASCADE).
+    assert!(mfa.add_passkey(passkey(b"cred-c", other.id, 600)).await.unwrap());
+    mfa.create_ceremony(ceremony(b"c5", CeremonyKind::Registration, Some(other.id), 600))
+        .await
+        .unwrap();
+    users.delete_account(other.id, 601, 0).await.unwrap().expect("deleted");
+    assert_eq!(mfa.find_passkey(b"cred-c").await.unwrap(), None);
+    assert_eq!(
+        mfa.take_ceremony(b"c5", CeremonyKind::Registration, 602).await.unwrap(),
+        None
+    );
 }

@@ -408,3 +408,9 @@ async fn postgres_meets_the_mfa_contract() {
     let Some(db) = TestDb::new().await else { return };
     contract::mfa_contract(db.store.as_ref(), db.store.as_ref()).await;
 }
+
+#[tokio::test]
+async fn postgres_meets_the_passkey_contract() {
+    let Some(db) = TestDb::new().await else { return };
+    contract::passkey_contract(db.store.as_ref(), db.store.as_ref()).await;
+}

@@ -328,3 +328,9 @@ async fn sqlite_meets_the_mfa_contract() {
     let (_dir, store) = fresh().await;
     contract::mfa_contract(store.as_ref(), store.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_meets_the_passkey_contract() {
+    let (_dir, store) = fresh().await;
+    contract::passkey_contract(store.as_ref(), store.as_ref()).await;
+}
