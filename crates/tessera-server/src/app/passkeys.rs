@@ -70,7 +70,7 @@ fn malformed(e: &VerifyError) -> Error {
     Error::Validation(vec![FieldError::new(
         "credential",
         "invalid_format",
-        &format!("not a WebAuthn credential of this ceremony: {e}"),
+        format!("not a WebAuthn credential of this ceremony: {e}"),
     )])
 }
 

@@ -20,10 +20,10 @@
 use webauthn_rp::bin::{Decode, Encode};
 use webauthn_rp::request::auth::{AllowedCredentials, AuthenticationVerificationOptions};
 use webauthn_rp::request::register::{
-    PublicKeyCredentialUserEntity, RegistrationVerificationOptions, UserHandle, Username,
+    CredProtect, PublicKeyCredentialUserEntity, RegistrationVerificationOptions, UserHandle, Username,
 };
 use webauthn_rp::request::{
-    AsciiDomain, Credentials, PublicKeyCredentialDescriptor, RpId, UserVerificationRequirement,
+    AsciiDomain, Credentials, ExtensionInfo, PublicKeyCredentialDescriptor, RpId, UserVerificationRequirement,
 };
 use webauthn_rp::response::auth::error::AuthCeremonyErr;
 use webauthn_rp::response::register::{CompressedPubKey, DynamicState, StaticState};
@@ -183,7 +183,7 @@ impl RelyingParty {
             .iter()
             .filter_map(|(id, transports)| descriptor(id, *transports))
             .collect();
-        let options = PublicKeyCredentialCreationOptions::passkey(
+        let mut options = PublicKeyCredentialCreationOptions::passkey(
             &self.rp_id,
             PublicKeyCredentialUserEntity {
                 name,
@@ -192,6 +192,10 @@ impl RelyingParty {
             },
             exclude,
         );
+        // credProtect "user verification required" is asked for but not enforced: an
+        // authenticator without the extension (Chromium's virtual one, older security keys)
+        // still makes the passkey, which needs user verification to sign in alone anyway.
+        options.extensions.cred_protect = CredProtect::UserVerificationRequired(ExtensionInfo::AllowDontEnforceValue);
         let (server, client) = options.start_ceremony().map_err(internal)?;
         Ok(Started {
             state: server.encode().map_err(internal)?,
