@@ -1,7 +1,7 @@
 // End-to-end test of Tessera's browser demo (GET /) in real headless Chromium.
 //
 // Run through scripts/e2e.sh, which starts the server with a 2-second access token and passes:
-//   TESSERA_URL    the server's base URL (http://127.0.0.1:<port>)
+//   TESSERA_URL    the server's base URL (http://localhost:<port>)
 //   CHROMIUM       the browser binary (Debian's /usr/bin/chromium; no browser download)
 //   E2E_ARTIFACTS  a folder for screenshots taken when a step fails
 //
@@ -162,7 +162,7 @@ describe('browser demo', () => {
     await page.locator('#notice[data-kind=error]').waitFor();
   });
 
-  step('logs in: HttpOnly cookies for http on 127.0.0.1, the CSRF token in the body', async () => {
+  step('logs in: HttpOnly cookies for http on localhost, the CSRF token in the body', async () => {
     const body = await logIn(page, USER.email, USER.password);
     assert.equal(typeof body.csrf_token, 'string');
     const { access, refresh } = await tokenCookies(context);

@@ -3,7 +3,7 @@
 // Run through scripts/e2e.sh, which starts aiosmtpd (a real SMTP server writing a Maildir) and
 // the server with SMTP_URL pointing at it, PUBLIC_URL = the server's address, PRODUCT_NAME
 // "Acme ID" and a 2-second access token, and passes:
-//   TESSERA_URL    the server's base URL (http://127.0.0.1:<port>)
+//   TESSERA_URL    the server's base URL (http://localhost:<port>)
 //   CHROMIUM       the browser binary (Debian's /usr/bin/chromium; no browser download)
 //   E2E_MAILDIR    aiosmtpd's Maildir: every mail the server sent is a file in <it>/new
 //   E2E_ARTIFACTS  a folder for screenshots taken when a step fails

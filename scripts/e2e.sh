@@ -6,7 +6,8 @@
 # (COOKIE_SECURE=false), a 2-second access token (so the tests see it expire and the page
 # refresh it), no leeway, raised rate limits, SMTP_URL pointing at aiosmtpd, PUBLIC_URL = the
 # server's own address (so mailed links open in the browser) and a product name and colour;
-# runs e2e/demo.test.mjs and e2e/pages.test.mjs with node's test runner, one after the other;
+# runs e2e/demo.test.mjs, e2e/pages.test.mjs and e2e/passkeys.test.mjs (Chromium's virtual
+# WebAuthn authenticator) with node's test runner, one after the other;
 # stops both servers.
 #
 # aiosmtpd comes from $TESSERA_PYTHON (.ci/run exports the .venv-ci one), else ./.venv-ci.
@@ -47,7 +48,9 @@ free_port() {
 }
 PORT="$(free_port)"
 SMTP_PORT="$(free_port)"
-URL="http://127.0.0.1:$PORT"
+# `localhost`, not 127.0.0.1: a WebAuthn RP ID (the host of PUBLIC_URL) is a domain, never an IP
+# address, and the browser must use the same host for passkeys to work.
+URL="http://localhost:$PORT"
 
 SERVER_PID=""
 SMTP_PID=""
@@ -115,4 +118,4 @@ done
 curl -fsS "$URL/healthz" >/dev/null
 
 TESSERA_URL="$URL" CHROMIUM="$CHROMIUM" E2E_ARTIFACTS="$WORK/artifacts" E2E_MAILDIR="$WORK/maildir" \
-  node --test --test-concurrency=1 --test-reporter=spec e2e/demo.test.mjs e2e/pages.test.mjs
+  node --test --test-concurrency=1 --test-reporter=spec e2e/demo.test.mjs e2e/pages.test.mjs e2e/passkeys.test.mjs

@@ -116,6 +116,11 @@ function setNotice(element, kind, message, extra = []) {
   }
 }
 
+function resetNotice(element) {
+  element.replaceChildren();
+  delete element.dataset.kind;
+}
+
 function clearForm(form) {
   const notice = $('.notice', form);
   if (notice) {
@@ -181,6 +186,30 @@ function onSubmit(form, handler) {
   });
 }
 
+// Passkeys (docs/MFA.md, "Passkeys"). The server sends the WebAuthn options in their JSON form
+// and takes the browser's answer as PublicKeyCredential.toJSON(): no base64 handling here.
+
+function passkeysSupported() {
+  return typeof window.PublicKeyCredential === 'function'
+    && typeof PublicKeyCredential.parseCreationOptionsFromJSON === 'function'
+    && typeof PublicKeyCredential.parseRequestOptionsFromJSON === 'function';
+}
+
+/** Runs navigator.credentials.create/get on the server's options; the answer's JSON, or null
+ * when the person cancelled or the browser refused. */
+async function runPasskey(kind, options) {
+  try {
+    const credential = kind === 'create'
+      ? await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) })
+      : await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+    return credential ? credential.toJSON() : null;
+  } catch (error) {
+    // NotAllowedError: cancelled or timed out; InvalidStateError: this authenticator has one.
+    console.warn(`passkey ${kind}: ${error.name}: ${error.message}`);
+    return null;
+  }
+}
+
 // --- Signed-out pages ------------------------------------------------------------------------
 
 /** Where a finished sign-in goes: the return target the server checked (same origin, or
@@ -202,6 +231,8 @@ function initSignin() {
   const switchButton = $('#mfa-switch');
   // The second step's challenge (POST /login's mfa_token): in this closure only, for 5 minutes.
   let mfaToken = null;
+  // The login's passkey ceremony ({ceremony_id, public_key}) when the account has passkeys.
+  let mfaPasskey = null;
   let method = 'totp';
   let methods = [];
 
@@ -222,6 +253,7 @@ function initSignin() {
   /** Back to the password step, with a message when the challenge is no longer usable. */
   function restart(message) {
     mfaToken = null;
+    mfaPasskey = null;
     mfaForm.reset();
     clearForm(mfaForm);
     mfaForm.hidden = true;
@@ -244,14 +276,67 @@ function initSignin() {
     // The password was right and the account has a second factor: step two.
     mfaToken = data.mfa_token;
     methods = Array.isArray(data.methods) ? data.methods : ['totp'];
+    mfaPasskey = methods.includes('passkey') && data.passkey ? data.passkey : null;
     form.hidden = true;
     mfaForm.reset();
     mfaForm.hidden = false;
-    useMethod(methods.includes('totp') ? 'totp' : 'recovery_code');
+    const codes = methods.includes('totp');
+    // Without an authenticator app, the passkey is the only way: no code fields.
+    $('button[type=submit]', mfaForm).hidden = !codes;
+    $('#mfa-passkey').hidden = !mfaPasskey;
+    if (!codes) {
+      codeInput.disabled = true;
+      recoveryInput.disabled = true;
+      codeInput.closest('.field').hidden = true;
+      recoveryInput.closest('.field').hidden = true;
+      switchButton.hidden = true;
+      return $('#mfa-passkey').focus();
+    }
+    useMethod('totp');
   });
 
   switchButton.addEventListener('click', () => useMethod(method === 'totp' ? 'recovery_code' : 'totp'));
   $('#mfa-restart').addEventListener('click', () => restart(null));
+
+  // Password-less: any passkey this browser has for the site.
+  const passkeySignin = $('#passkey-signin');
+  const passkeyNotice = $('#passkey-signin-notice');
+  passkeySignin.addEventListener('click', async () => {
+    if (passkeySignin.disabled) return;
+    resetNotice(passkeyNotice);
+    if (!passkeysSupported()) return setNotice(passkeyNotice, 'error', word('passkeysUnsupported'));
+    passkeySignin.disabled = true;
+    try {
+      const start = await send('POST', '/login/passkey/start', {});
+      if (start.status !== 200) return setNotice(passkeyNotice, 'error', (start.data || {}).message || '');
+      const credential = await runPasskey('get', start.data.public_key);
+      if (!credential) return setNotice(passkeyNotice, 'error', word('passkeyFailed'));
+      const result = await send('POST', '/login/passkey/finish', { ceremony_id: start.data.ceremony_id, credential });
+      if (result.status === 200) return signedIn();
+      setNotice(passkeyNotice, 'error', (result.data || {}).message || word('passkeyFailed'));
+    } finally {
+      passkeySignin.disabled = false;
+    }
+  });
+
+  // The second step with a passkey (the login's own ceremony; single use).
+  $('#mfa-passkey').addEventListener('click', async () => {
+    const notice = $('.notice', mfaForm);
+    clearForm(mfaForm);
+    if (!passkeysSupported()) return setNotice(notice, 'error', word('passkeysUnsupported'));
+    if (!mfaPasskey) return restart(word('mfaExpired'));
+    const ceremony = mfaPasskey;
+    mfaPasskey = null;
+    const credential = await runPasskey('get', ceremony.public_key);
+    if (!credential) return restart(word('passkeyFailed'));
+    const result = await send('POST', '/login/mfa', {
+      mfa_token: mfaToken,
+      passkey: { ceremony_id: ceremony.ceremony_id, credential },
+    });
+    if (result.status === 200) return signedIn();
+    // The ceremony is spent either way: the next try starts from the password.
+    restart(word('passkeyFailed'));
+  });
 
   onSubmit(mfaForm, async (form) => {
     const input = method === 'totp' ? codeInput : recoveryInput;
@@ -556,6 +641,87 @@ function initMfa() {
   });
 }
 
+// Passkeys in the settings.
+
+/** The passkey whose Remove was pressed: {id, name}. */
+let removingPasskey = null;
+
+async function loadPasskeys() {
+  const notice = $('#passkeys-notice');
+  const result = await api('GET', '/account/passkeys');
+  if (result.status !== 200) return setNotice(notice, 'error', (result.data || {}).message || '');
+  const rows = result.data.passkeys.map((passkey) => {
+    const row = document.createElement('tr');
+    row.dataset.passkeyId = passkey.id;
+    const remove = button(word('passkeyRemove'), 'secondary remove-passkey', () => askRemovePasskey(passkey));
+    remove.setAttribute('aria-label', `${word('passkeyRemove')}: ${passkey.name}`);
+    const action = document.createElement('td');
+    action.append(remove);
+    row.append(
+      cell(passkey.name),
+      cell(formatTime(passkey.created_at)),
+      cell(passkey.last_used_at ? formatTime(passkey.last_used_at) : word('never')),
+      action,
+    );
+    return row;
+  });
+  if (rows.length === 0) {
+    const row = document.createElement('tr');
+    const empty = cell(word('noPasskeys'));
+    empty.colSpan = 4;
+    row.append(empty);
+    rows.push(row);
+  }
+  $('#passkeys tbody').replaceChildren(...rows);
+}
+
+function askRemovePasskey(passkey) {
+  removingPasskey = passkey;
+  $('#passkey-remove-name').textContent = passkey.name;
+  $('#passkey-remove').hidden = false;
+  $('#passkey-remove-password').focus();
+}
+
+function initPasskeys() {
+  const notice = $('#passkeys-notice');
+  const removeBox = $('#passkey-remove');
+  onSubmit($('#passkey-form'), async (form) => {
+    resetNotice(notice);
+    if (!passkeysSupported()) return setNotice($('.notice', form), 'error', word('passkeysUnsupported'));
+    const { name, password } = values(form);
+    const start = await api('POST', '/account/passkeys/register/start', { password });
+    if (start.status !== 200) return showError(form, start);
+    const credential = await runPasskey('create', start.data.public_key);
+    if (!credential) return setNotice($('.notice', form), 'error', word('passkeyFailed'));
+    const result = await api('POST', '/account/passkeys/register/finish', {
+      ceremony_id: start.data.ceremony_id,
+      name,
+      credential,
+    });
+    if (result.status !== 201) return showError(form, result);
+    form.reset();
+    await loadPasskeys();
+    setNotice(notice, 'ok', word('passkeyAdded'));
+  });
+  onSubmit($('#passkey-remove-form'), async (form) => {
+    if (!removingPasskey) return;
+    const { password } = values(form);
+    const result = await api('DELETE', `/account/passkeys/${encodeURIComponent(removingPasskey.id)}`, { password });
+    if (result.status !== 204) return showError(form, result);
+    form.reset();
+    removingPasskey = null;
+    removeBox.hidden = true;
+    await loadPasskeys();
+    setNotice(notice, 'ok', word('passkeyRemoved'));
+  });
+  $('#passkey-remove-cancel').addEventListener('click', () => {
+    removingPasskey = null;
+    $('#passkey-remove-form').reset();
+    clearForm($('#passkey-remove-form'));
+    removeBox.hidden = true;
+  });
+}
+
 async function initSettings() {
   const restored = await send('GET', '/refresh/csrf');
   if (restored.status !== 200 || !restored.data || typeof restored.data.csrf_token !== 'string') {
@@ -628,7 +794,9 @@ async function initSettings() {
   });
 
   initMfa();
+  initPasskeys();
   await loadMfa();
+  await loadPasskeys();
   await loadSessions();
   await loadKeys();
 }

@@ -365,8 +365,13 @@ pub(super) async fn signin(
         vec![("return_to", return_to.as_str())]
     };
     let body = format!(
-        r#"{form}{mfa}    <p class="links"><a href="{forgot}">{forgot_text}</a> <a href="{signup}">{signup_text}</a></p>"#,
+        r#"{form}    <div id="passkey-signin-box">
+      <div class="notice" id="passkey-signin-notice" role="alert" aria-live="assertive"></div>
+      <button type="button" id="passkey-signin" class="secondary">{passkey}</button>
+    </div>
+{mfa}    <p class="links"><a href="{forgot}">{forgot_text}</a> <a href="{signup}">{signup_text}</a></p>"#,
         form = form("signin-form", &fields, t("signin_button")),
+        passkey = t("passkey_signin_button"),
         mfa = mfa_step(lang),
         forgot = escape(&href("/password/forgot", lang, &[])),
         forgot_text = t("forgot_link"),
@@ -389,6 +394,8 @@ pub(super) async fn signin(
                 "mfa_wrong_code",
                 "mfa_attempts_left",
                 "mfa_expired",
+                "passkey_failed",
+                "passkeys_unsupported",
             ],
             body,
         },
@@ -428,10 +435,11 @@ fn mfa_step(lang: Lang) -> String {
       <h2 id="mfa-heading">{heading}</h2>
       <div class="notice" role="alert" aria-live="assertive"></div>
 {fields}      <button type="submit">{verify}</button>
-      <p class="links"><button type="button" id="mfa-switch" class="link" aria-controls="mfa-form">{switch}</button> <button type="button" id="mfa-restart" class="link">{restart}</button></p>
+      <p class="links"><button type="button" id="mfa-switch" class="link" aria-controls="mfa-form">{switch}</button> <button type="button" id="mfa-passkey" class="link" hidden>{passkey}</button> <button type="button" id="mfa-restart" class="link">{restart}</button></p>
     </form>
 "#,
         heading = t("mfa_title"),
+        passkey = t("use_passkey"),
         verify = t("mfa_verify_button"),
         switch = t("use_recovery_code"),
         restart = t("mfa_start_again"),
@@ -826,6 +834,63 @@ fn mfa_settings(lang: Lang) -> String {
     )
 }
 
+/// The settings' "Passkeys" section: the list (name, added, last used, a Remove button each),
+/// the form that adds one (a name and the password), and the removal's password form, shown
+/// for the passkey whose Remove was pressed.
+fn passkey_settings(lang: Lang) -> String {
+    let t = |key| text(key, lang);
+    let password = |id: &'static str| {
+        field(
+            lang,
+            Field {
+                id,
+                name: "password",
+                label: "current_password",
+                kind: "password",
+                autocomplete: "current-password",
+                hint: None,
+                extra: "",
+            },
+        )
+    };
+    let add_fields = field(
+        lang,
+        Field {
+            id: "passkey-name",
+            name: "name",
+            label: "passkey_name",
+            kind: "text",
+            autocomplete: "off",
+            hint: None,
+            extra: r#" maxlength="64""#,
+        },
+    ) + &password("passkey-password");
+    format!(
+        r#"      <div class="notice" id="passkeys-notice" role="alert" aria-live="assertive"></div>
+      <table id="passkeys">
+        <thead><tr><th scope="col">{name}</th><th scope="col">{created}</th><th scope="col">{last}</th><th scope="col">{actions}</th></tr></thead>
+        <tbody></tbody>
+      </table>
+      <div id="passkey-remove" hidden>
+        <p id="passkey-remove-intro">{remove_intro} <strong id="passkey-remove-name"></strong></p>
+{remove_form}        <button type="button" id="passkey-remove-cancel" class="secondary">{cancel}</button>
+      </div>
+{add_form}"#,
+        name = t("passkey_name"),
+        created = t("passkey_created_at"),
+        last = t("passkey_last_used"),
+        actions = t("actions"),
+        remove_intro = t("passkey_remove_intro"),
+        remove_form = form(
+            "passkey-remove-form",
+            &password("passkey-remove-password"),
+            t("passkey_remove_button")
+        ),
+        cancel = t("cancel"),
+        add_form = form("passkey-form", &add_fields, t("passkey_add_button")),
+    )
+}
+
 /// The account settings page. Signed out, its script sends the browser to `/signin` with
 /// `return_to=/account/settings`.
 #[utoipa::path(
@@ -991,6 +1056,7 @@ pub(super) async fn settings(
         cancel = t("cancel"),
     );
     let mfa = mfa_settings(lang);
+    let passkeys = passkey_settings(lang);
     let body = [
         section("account", t("account"), None, &account),
         section(
@@ -1006,6 +1072,12 @@ pub(super) async fn settings(
             &form("email-form", &email_fields, t("change_email_button")),
         ),
         section("mfa-section", t("mfa_title"), Some(t("mfa_hint")), &mfa),
+        section(
+            "passkeys-section",
+            t("passkeys_title"),
+            Some(t("passkeys_hint")),
+            &passkeys,
+        ),
         section("sessions-section", t("sessions"), Some(t("sessions_hint")), &sessions),
         section("keys-section", t("api_keys"), Some(t("api_keys_hint")), &keys),
         section("signout-section", t("signout"), None, &signout),
@@ -1040,6 +1112,12 @@ pub(super) async fn settings(
                 "mfa_off",
                 "recovery_codes_left",
                 "mfa_enabled",
+                "passkey_added",
+                "passkey_removed",
+                "passkey_remove",
+                "passkey_failed",
+                "passkeys_unsupported",
+                "no_passkeys",
             ],
             body,
         },
