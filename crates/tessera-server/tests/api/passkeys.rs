@@ -470,6 +470,18 @@ async fn a_counter_that_goes_backwards_is_refused_as_a_clone() {
         StatusCode::OK,
         "the real authenticator goes on"
     );
+
+    // tessera_mfa_total{method="passkey"}: the registration and two sign-ins succeeded, the
+    // two refused sign-ins failed (this app's own registry).
+    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let sample = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(sample(r#"tessera_mfa_total{method="passkey",result="success"}"#), 3.0);
+    assert_eq!(sample(r#"tessera_mfa_total{method="passkey",result="failure"}"#), 2.0);
 }
 
 #[tokio::test]
@@ -597,4 +609,46 @@ async fn deleting_the_account_takes_its_passkeys_along() {
     )
     .await;
     assert_error(refused, StatusCode::UNAUTHORIZED, "passkey_refused").await;
+}
+
+/// `tessera users mfa reset NAME` (the real binary on the server's database) removes the
+/// account's passkeys too: the next login needs the password alone.
+#[tokio::test]
+async fn the_operator_reset_removes_the_passkeys_too() {
+    let setup = crate::cli_users::sqlite().await;
+    let app = &setup.app;
+    let (user, login) = app.new_session().await;
+    let added = app
+        .state
+        .mfa
+        .add_passkey(tessera_core::store::Passkey {
+            credential_id: vec![7; 16],
+            user_id: user.id,
+            name: "Lost phone".into(),
+            user_handle: vec![8; 16],
+            public_key: vec![1, 2, 3],
+            state: vec![0; 7],
+            sign_count: 0,
+            transports: 0,
+            created_at: 1_000,
+            last_used_at: None,
+        })
+        .await
+        .unwrap();
+    assert!(added);
+    let challenge = json_of(app.login(&user.email, &user.password).await, StatusCode::OK).await;
+    assert_eq!(challenge["methods"], json!(["passkey"]));
+    assert_eq!(
+        challenge["passkey"]["public_key"]["allowCredentials"][0]["id"],
+        b64(&[7; 16])
+    );
+
+    let output = setup.run(&["users", "mfa", "reset", &user.email], None).await;
+    crate::cli_users::assert_exit(&output, 0, "users mfa reset");
+    let events = crate::helpers::security_events(&output.stderr, "mfa_reset");
+    assert_eq!(events.len(), 1, "{}", crate::cli_users::text(&output.stderr));
+    assert_eq!(events[0]["passkeys_removed"], 1);
+    assert!(list(app, &login.access).await.is_empty());
+    let plain = json_of(app.login(&user.email, &user.password).await, StatusCode::OK).await;
+    assert_eq!(plain["token_type"], "bearer");
 }
