@@ -3,7 +3,9 @@
 //! re-authentication, password-less sign-in, a passkey as the second factor, single-use and
 //! expiring ceremonies, ceremonies of one flow refused in another, unknown credentials, a
 //! signature counter that goes backwards (a cloned authenticator), removal, and the account's
-//! deletion taking the passkeys along. The browser itself is tested by `e2e/passkeys.test.mjs`.
+//! deletion taking the passkeys along, and every ceremony started on one of two instances
+//! (shared PostgreSQL and Redis) finished once on the other. The browser itself is tested by
+//! `e2e/passkeys.test.mjs`.
 
 use std::time::Duration;
 
@@ -651,4 +653,116 @@ async fn the_operator_reset_removes_the_passkeys_too() {
     assert!(list(app, &login.access).await.is_empty());
     let plain = json_of(app.login(&user.email, &user.password).await, StatusCode::OK).await;
     assert_eq!(plain["token_type"], "bearer");
+}
+
+/// Two instances sharing one PostgreSQL schema and one Redis key prefix (`services::cluster`),
+/// with the same `PUBLIC_URL` (one relying party): every ceremony started on one instance is
+/// finished on the other, and is finished once across both. Needs the services (skips without
+/// them, fails under `TESSERA_REQUIRE_SERVICES=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceremonies_started_on_one_instance_finish_on_the_other_once() {
+    let Some(cluster) = crate::services::cluster(&[("PUBLIC_URL", ORIGIN)]).await else {
+        return;
+    };
+    let (a, b) = (&cluster.a, &cluster.b);
+    let (user, login) = a.new_session().await;
+
+    // Registration: started on A, finished on B; the same ceremony then refused on A.
+    let start = json_of(
+        post(
+            a,
+            "/account/passkeys/register/start",
+            Some(&login.access),
+            json!({ "password": user.password }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(start["public_key"]["rp"]["id"], RP_ID);
+    let (mut key, credential) = create(&start["public_key"]);
+    let finish = json!({ "ceremony_id": start["ceremony_id"], "name": "Laptop", "credential": credential });
+    let added = json_of(
+        post(
+            b,
+            "/account/passkeys/register/finish",
+            Some(&login.access),
+            finish.clone(),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(added["id"], b64(&key.id));
+    let again = post(a, "/account/passkeys/register/finish", Some(&login.access), finish).await;
+    assert_error(again, StatusCode::BAD_REQUEST, "invalid_passkey_ceremony").await;
+    for app in cluster.instances() {
+        let listed = list(app, &login.access).await;
+        assert_eq!(listed.len(), 1, "one passkey, seen by both instances");
+        assert_eq!(listed[0]["id"], added["id"]);
+    }
+
+    // Password-less: started on one instance, finished on the other, then refused on the first
+    // (single use across instances), both ways round.
+    for (started_on, finished_on) in [(b, a), (a, b)] {
+        let start = json_of(
+            post(started_on, "/login/passkey/start", None, json!({})).await,
+            StatusCode::OK,
+        )
+        .await;
+        key.sign_count += 1;
+        let answer = json!({
+            "ceremony_id": start["ceremony_id"],
+            "credential": get(&start["public_key"], &key, key.sign_count, ORIGIN),
+        });
+        let signed_in = json_of(
+            post(finished_on, "/login/passkey/finish", None, answer.clone()).await,
+            StatusCode::OK,
+        )
+        .await;
+        let access = signed_in["access_token"].as_str().unwrap();
+        for app in cluster.instances() {
+            let profile = json_of(app.profile(access).await, StatusCode::OK).await;
+            assert_eq!(profile["username"], user.username.as_str());
+        }
+        let replay = post(started_on, "/login/passkey/finish", None, answer.clone()).await;
+        assert_error(replay, StatusCode::BAD_REQUEST, "invalid_passkey_ceremony").await;
+        let replay = post(finished_on, "/login/passkey/finish", None, answer).await;
+        assert_error(replay, StatusCode::BAD_REQUEST, "invalid_passkey_ceremony").await;
+    }
+
+    // The sign counter is shared: a value already used on one instance is refused on the other.
+    let start = json_of(post(a, "/login/passkey/start", None, json!({})).await, StatusCode::OK).await;
+    let stale = post(
+        b,
+        "/login/passkey/finish",
+        None,
+        json!({ "ceremony_id": start["ceremony_id"], "credential": get(&start["public_key"], &key, key.sign_count, ORIGIN) }),
+    )
+    .await;
+    assert_error(stale, StatusCode::UNAUTHORIZED, "passkey_refused").await;
+
+    // Second factor: the password on A, the passkey on B; the same answer is refused on A.
+    let challenge = json_of(a.login(&user.email, &user.password).await, StatusCode::OK).await;
+    assert_eq!(challenge["mfa_required"], true);
+    assert_eq!(challenge["methods"], json!(["passkey"]));
+    assert_eq!(
+        challenge["passkey"]["public_key"]["allowCredentials"][0]["id"],
+        added["id"]
+    );
+    key.sign_count += 1;
+    let answer = json!({ "mfa_token": challenge["mfa_token"], "passkey": {
+        "ceremony_id": challenge["passkey"]["ceremony_id"],
+        "credential": get(&challenge["passkey"]["public_key"], &key, key.sign_count, ORIGIN),
+    } });
+    let done = json_of(post(b, "/login/mfa", None, answer.clone()).await, StatusCode::OK).await;
+    let access = done["access_token"].as_str().unwrap();
+    let profile = json_of(a.profile(access).await, StatusCode::OK).await;
+    assert_eq!(profile["username"], user.username.as_str());
+    let replay = post(a, "/login/mfa", None, answer).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+
+    // Both instances record the uses in the one database.
+    let listed = list(b, &login.access).await;
+    assert!(listed[0]["last_used_at"].is_string(), "{listed:?}");
 }
