@@ -3,7 +3,10 @@
 //
 // Run through scripts/e2e.sh, which starts the server with PUBLIC_URL = its own address on
 // `localhost` (a WebAuthn RP ID is a domain, never an IP address, so the browser must use the
-// same host as PUBLIC_URL) and passes TESSERA_URL, CHROMIUM and E2E_ARTIFACTS.
+// same host as PUBLIC_URL) and passes TESSERA_URL, CHROMIUM and E2E_ARTIFACTS. It runs this file
+// twice: against one server, then against nginx in front of two instances sharing PostgreSQL
+// and Redis (TESSERA_URL = nginx's address, round-robin), and then checks in nginx's access log
+// that the ceremonies below reached both instances.
 //
 // The steps, as a person would take them: sign in with the password, add a passkey in the
 // settings, sign out, sign in with the passkey alone, sign in with the password and the passkey
