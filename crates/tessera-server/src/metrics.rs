@@ -5,6 +5,9 @@
 //! gauges that mirror state (live sessions, hashing queue, backend health) are refreshed when
 //! `/metrics` is scraped.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use tessera_core::store::StorageFault;
 
 use prometheus::{
@@ -107,6 +110,23 @@ pub struct Metrics {
     /// `tessera_mfa_total{method,result}`: second-factor checks (C3) at login and enrolment
     /// ([`MFA_METHODS`] x [`MFA_RESULTS`]).
     pub mfa: IntCounterVec,
+    /// The children of `http_requests_total` and `http_request_duration_seconds` already
+    /// resolved, by route, method and status (see [`Metrics::http_series`]).
+    http_series: RwLock<HashMap<Box<str>, Vec<HttpSeries>>>,
+    /// `auth_token_verifications_total{result="valid"}`, resolved once: it is bumped on every
+    /// authenticated request.
+    pub token_valid: IntCounter,
+}
+
+/// The two series of one (method, route, status) of the HTTP request metrics.
+#[derive(Clone)]
+pub struct HttpSeries {
+    method: &'static str,
+    status: u16,
+    /// `http_requests_total{method,route,status}`.
+    pub requests: IntCounter,
+    /// `http_request_duration_seconds{method,route,status}`.
+    pub duration: Histogram,
 }
 
 /// The `kind` label values of the mail metrics.
@@ -137,6 +157,14 @@ impl Metrics {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
         ];
         let login_buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let token_verifications = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("auth_token_verifications_total", "Access-token checks by result."),
+                &["result"],
+            )?,
+        )?;
+        let token_valid = token_verifications.with_label_values(&["valid"]);
         let metrics = Metrics {
             login_attempts: register(
                 &registry,
@@ -166,13 +194,7 @@ impl Metrics {
                 &registry,
                 IntCounter::new("auth_token_refresh_total", "Successful token refreshes.")?,
             )?,
-            token_verifications: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new("auth_token_verifications_total", "Access-token checks by result."),
-                    &["result"],
-                )?,
-            )?,
+            token_verifications: token_verifications.clone(),
             api_key_verifications: register(
                 &registry,
                 IntCounterVec::new(
@@ -376,6 +398,8 @@ impl Metrics {
                     &["method", "result"],
                 )?,
             )?,
+            http_series: RwLock::new(HashMap::new()),
+            token_valid,
             registry,
         };
         metrics.declare_label_values();
@@ -441,6 +465,40 @@ impl Metrics {
         self.gateway_open_streams.with_label_values(&[name]);
     }
 
+    /// The HTTP request series of `method` (a label value: a standard method or `other`),
+    /// `route` (the matched route or `unmatched`) and `status`. Resolved through the vectors
+    /// (hashing the label values, a lock) once per combination, then read from a small map by
+    /// route: one read lock and a short scan per request. Routes, the method labels and
+    /// status codes are finite sets, so the map is bounded.
+    pub fn http_series(&self, method: &'static str, route: &str, status: u16) -> HttpSeries {
+        let find = |series: &Vec<HttpSeries>| {
+            series
+                .iter()
+                .find(|s| s.status == status && s.method == method)
+                .cloned()
+        };
+        if let Ok(map) = self.http_series.read()
+            && let Some(found) = map.get(route).and_then(find)
+        {
+            return found;
+        }
+        let status_text = status.to_string();
+        let labels = [method, route, status_text.as_str()];
+        let series = HttpSeries {
+            method,
+            status,
+            requests: self.http_requests.with_label_values(&labels),
+            duration: self.http_duration.with_label_values(&labels),
+        };
+        if let Ok(mut map) = self.http_series.write() {
+            let entry = map.entry(route.into()).or_default();
+            if find(entry).is_none() {
+                entry.push(series.clone());
+            }
+        }
+        series
+    }
+
     /// The registry in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -474,6 +532,30 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {family}")), "{family} missing:\n{text}");
         }
         assert!(text.contains("auth_login_attempts_total{status=\"success\"} 1"));
+    }
+
+    #[test]
+    fn http_series_are_the_vectors_children() {
+        let metrics = Metrics::new().unwrap();
+        metrics.http_series("GET", "/profile", 200).requests.inc();
+        metrics.http_series("GET", "/profile", 200).requests.inc();
+        metrics.http_series("POST", "/profile", 200).requests.inc();
+        metrics.http_series("GET", "/profile", 404).duration.observe(0.001);
+        let get_ok = metrics.http_requests.with_label_values(&["GET", "/profile", "200"]);
+        assert_eq!(get_ok.get(), 2);
+        let post_ok = metrics.http_requests.with_label_values(&["POST", "/profile", "200"]);
+        assert_eq!(post_ok.get(), 1);
+        let text = metrics.render();
+        assert!(
+            text.contains("http_request_duration_seconds_count{method=\"GET\",route=\"/profile\",status=\"404\"} 1")
+        );
+        metrics.token_valid.inc();
+        assert!(text.contains("auth_token_verifications_total{result=\"valid\"} 0"));
+        assert!(
+            metrics
+                .render()
+                .contains("auth_token_verifications_total{result=\"valid\"} 1")
+        );
     }
 
     #[test]

@@ -114,8 +114,48 @@ impl<W> JsonLayer<W> {
     }
 }
 
-/// The recorded fields of one span, kept in its extensions.
-struct SpanFields(Map<String, Value>);
+/// The recorded fields of one span, kept in its extensions. A list with the fields' static
+/// names rather than a JSON map: the request span is made on every request, logged or not, and
+/// this spares it a key allocation per field and a tree (docs/PERFORMANCE.md).
+struct SpanFields(Vec<(&'static str, Value)>);
+
+/// Collects `tracing` fields into a [`SpanFields`] list, typed as [`JsonVisitor`] does; a field
+/// recorded again replaces its earlier value.
+struct SpanVisitor<'a>(&'a mut Vec<(&'static str, Value)>);
+
+impl SpanVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        match self.0.iter_mut().find(|(key, _)| *key == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, Value::from(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, Value::from(format!("{value:?}")));
+    }
+}
 
 /// Collects `tracing` fields into a JSON map: numbers and booleans stay typed, everything
 /// else is its `Display`/`Debug` text.
@@ -164,8 +204,8 @@ where
     W: for<'a> MakeWriter<'a> + 'static,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
-        attrs.record(&mut JsonVisitor(&mut fields));
+        let mut fields = Vec::with_capacity(attrs.fields().len());
+        attrs.record(&mut SpanVisitor(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -175,7 +215,7 @@ where
         if let Some(span) = ctx.span(id)
             && let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>()
         {
-            values.record(&mut JsonVisitor(fields));
+            values.record(&mut SpanVisitor(fields));
         }
     }
 
@@ -188,7 +228,7 @@ where
             for span in scope {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
                     for (key, value) in fields {
-                        inherited.entry(key.clone()).or_insert_with(|| value.clone());
+                        inherited.entry((*key).to_owned()).or_insert_with(|| value.clone());
                     }
                 }
             }

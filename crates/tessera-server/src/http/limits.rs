@@ -3,7 +3,7 @@
 //! ([`crate::app::limits`]).
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tessera_core::limits::Decision;
@@ -16,18 +16,28 @@ use super::extract::ClientIp;
 /// The X-RateLimit-* headers of a decision (and Retry-After when refused).
 pub fn headers(decision: &Decision) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    };
-    set("x-ratelimit-limit", decision.limit.count.to_string());
-    set("x-ratelimit-remaining", decision.remaining.to_string());
-    set("x-ratelimit-reset", decision.reset_at.to_string());
-    if !decision.allowed {
-        set("retry-after", decision.retry_after_secs.to_string());
-    }
+    set_headers(&mut headers, decision);
     headers
+}
+
+/// Sets the X-RateLimit-* headers of a decision (and Retry-After when refused) in `headers`:
+/// numbers written straight into header values, no string or map per request.
+pub fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderValue::from(decision.limit.count),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderValue::from(decision.remaining),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-reset"),
+        HeaderValue::from(decision.reset_at),
+    );
+    if !decision.allowed {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after_secs));
+    }
 }
 
 /// Middleware for the API routes: authenticates (the handler's `AuthUser` then comes from the
@@ -51,6 +61,6 @@ pub async fn api_limit(State(state): State<AppState>, request: Request, next: Ne
     };
     parts.extensions.insert(user);
     let mut response = next.run(Request::from_parts(parts, body)).await;
-    response.headers_mut().extend(headers(&decision));
+    set_headers(response.headers_mut(), &decision);
     response
 }

@@ -68,21 +68,15 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     if let Some(fault) = response.extensions().get::<StorageFault>() {
         state.metrics.storage_errors.with_label_values(&[fault.as_str()]).inc();
     }
-    let status = response.status().as_u16().to_string();
-    let labels = [method, route.as_str(), status.as_str()];
-    state.metrics.http_requests.with_label_values(&labels).inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    // Pre-resolved series: no label hashing, no route or status string per request.
+    let series = state.metrics.http_series(method, route, response.status().as_u16());
+    series.requests.inc();
+    series.duration.observe(started.elapsed().as_secs_f64());
     response
 }

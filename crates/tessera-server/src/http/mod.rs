@@ -1,9 +1,11 @@
 //! The HTTP surface: one router per feature, merged here, and the middleware every request
 //! passes through.
 //!
-//! Layers, outermost first: request id and span, credentials-in-URL guard, unified errors
-//! (renders every error body, in the client's language), CORS, panic catcher, timeout,
-//! security headers, body limits, then the routes.
+//! Layers, outermost first: [`front`] (request id and span, credentials-in-URL guard, unified
+//! errors: renders every error body, in the client's language), CORS, panic catcher, timeout,
+//! security headers, body limits, then the routes. The first three are one middleware, and the
+//! security headers one `map_response`: each `from_fn` layer boxes a future and clones the
+//! whole stack inside it per request (docs/PERFORMANCE.md).
 
 mod account;
 mod agent;
@@ -45,7 +47,6 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
@@ -97,21 +98,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+        .layer(tower::util::MapResponseLayer::new(
+            security_headers as fn(Response) -> Response,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -123,9 +111,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(tower::util::option_layer(gateway))
         .layer(tower::util::option_layer(cors))
-        .layer(middleware::from_fn(unify_errors))
-        .layer(middleware::from_fn(refuse_credentials_in_query))
-        .layer(middleware::from_fn_with_state(state.clone(), request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
 }
 
@@ -164,24 +150,41 @@ fn new_request_id() -> String {
     tessera_core::b64::encode(&bytes)
 }
 
-/// A client-supplied request id is kept when it is short and plain; otherwise one is made.
-fn sane_request_id(value: Option<&HeaderValue>) -> Option<String> {
-    let text = value?.to_str().ok()?;
-    let is_sane = !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    is_sane.then(|| text.to_owned())
+/// Sets the security headers on every response the routes and body limits answer:
+/// `Cache-Control: no-store` unless the handler chose one; `X-Content-Type-Options`,
+/// `X-Frame-Options` and `Referrer-Policy` always (overriding).
+fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
-/// Gives every request an id and a span carrying it and the client IP (so every log line of
-/// the request has both), and echoes the id in the response.
-async fn request_id(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let id = sane_request_id(req.headers().get(REQUEST_ID_HEADER)).unwrap_or_else(new_request_id);
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
+/// The outermost middleware, three steps in one (one `from_fn` instead of three):
+///
+/// 1. Gives every request an id and a span carrying it and the client IP (so every log line of
+///    the request has both), and echoes the id in the response.
+/// 2. Inside the span, refuses any request that carries credentials in its query string (B6).
+/// 3. Renders every other error answer in the unified format ([`unify`]).
+async fn front(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let client_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .filter(|value| is_sane_request_id(value));
+    let (id, id_value) = match client_id {
+        // Sane means plain ASCII, so the header is valid UTF-8 and can be kept as it is.
+        Some(value) => (value.to_str().unwrap_or_default().to_owned(), value.clone()),
+        None => {
+            let id = new_request_id();
+            let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static(""));
+            req.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+            (id, value)
+        }
+    };
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -195,16 +198,32 @@ async fn request_id(State(state): State<AppState>, mut req: Request, next: Next)
         path = %req.uri().path()
     );
     req.extensions_mut().insert(ip);
-    let mut response = next.run(req).instrument(span).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    let mut response = async move {
+        let lang = Lang::from_headers(req.headers());
+        if req.uri().query().is_some_and(has_credentials_in_query) && !is_link_page(&req) {
+            return refused_credentials_in_query(lang);
+        }
+        unify(lang, next.run(req).await)
     }
+    .instrument(span)
+    .await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, id_value);
     response
+}
+
+/// A client-supplied request id is kept when it is short and plain; otherwise one is made.
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let text = value.as_bytes();
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The pages a mailed link opens (C2): `GET` with `?token=` is how a link works, and the page
 /// redeems nothing (only its POST does, with the token in the body). The only exemptions from
-/// [`refuse_credentials_in_query`].
+/// the credentials-in-URL guard of [`front`].
 pub const LINK_PAGES: [&str; 2] = ["/password/reset", "/email/verify"];
 
 /// Whether a request is a mailed link being opened: `GET`/`HEAD` of a [`LINK_PAGES`] path whose
@@ -220,26 +239,27 @@ fn is_link_page(req: &Request) -> bool {
         })
 }
 
-/// Refuses any request that carries credentials in its query string (B6).
-async fn refuse_credentials_in_query(req: Request, next: Next) -> Response {
-    if req.uri().query().is_some_and(has_credentials_in_query) && !is_link_page(&req) {
-        let lang = Lang::from_headers(req.headers());
-        return RenderedError {
-            message_key: Some("credentials_in_query"),
-            ..RenderedError::plain(ErrorCode::BadRequest)
-        }
-        .into_response_in(lang);
+/// The refusal of a request with credentials in its query string (B6).
+fn refused_credentials_in_query(lang: Lang) -> Response {
+    RenderedError {
+        message_key: Some("credentials_in_query"),
+        ..RenderedError::plain(ErrorCode::BadRequest)
     }
-    next.run(req).await
+    .into_response_in(lang)
 }
 
-/// Renders every error response in the unified format and the client's language. Errors from
-/// handlers arrive with a [`RenderedError`] extension; bare framework responses (404 from
-/// routing, 405, 408 from the timeout, 413 from the body limit, a panic's 500) are rebuilt from
-/// their status, keeping their headers (Allow, Retry-After).
+/// Renders every error response in the unified format and the client's language (the
+/// middleware of the separate metrics listener; the main router does the same in [`front`]).
 pub async fn unify_errors(req: Request, next: Next) -> Response {
     let lang = Lang::from_headers(req.headers());
-    let response = next.run(req).await;
+    unify(lang, next.run(req).await)
+}
+
+/// The unified error format in `lang`. Errors from handlers arrive with a [`RenderedError`]
+/// extension; bare framework responses (404 from routing, 405, 408 from the timeout, 413 from
+/// the body limit, a panic's 500) are rebuilt from their status, keeping their headers (Allow,
+/// Retry-After).
+fn unify(lang: Lang, response: Response) -> Response {
     if response.extensions().get::<gateway::Proxied>().is_some() {
         return response;
     }
