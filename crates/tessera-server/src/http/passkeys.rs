@@ -253,8 +253,9 @@ pub(super) async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /login/passkey/start`: an empty object.
-#[derive(Deserialize, ToSchema)]
+/// `POST /login/passkey/start`: an empty object. (Documentation only: the handler reads a JSON
+/// object, as serde would read an empty struct from `[]` too.)
+#[derive(ToSchema)]
 pub(super) struct LoginStartRequest {}
 
 /// Starts a password-less sign-in with a passkey.
@@ -270,6 +271,7 @@ pub(super) struct LoginStartRequest {}
         (status = 200, description = "The ceremony to run with `navigator.credentials.get`.", body = PasskeyCeremonyResponse),
         (status = 403, response = super::openapi::Forbidden),
         (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
         (status = 429, response = super::openapi::RateLimited),
         (status = 503, response = super::openapi::Unavailable),
     )
@@ -279,7 +281,7 @@ pub(super) async fn login_start(
     ClientIp(ip): ClientIp,
     UserAgent(user_agent): UserAgent,
     headers: HeaderMap,
-    ApiJson(_request): ApiJson<LoginStartRequest>,
+    ApiJson(_request): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> AppResult<Response> {
     state.check_same_site(super::account::request_origin(&headers), &ip)?;
     let start = state.start_passkey_login(&ClientInfo { ip, user_agent }).await?;

@@ -254,7 +254,11 @@ async fn a_passkey_is_added_with_the_password_then_signs_in_alone_once_per_cerem
     assert_error(again, StatusCode::BAD_REQUEST, "invalid_passkey_ceremony").await;
     assert_eq!(list(&app, &login.access).await.len(), 1);
 
-    // Password-less: discoverable options, user verification required.
+    // Password-less: discoverable options, user verification required. The body is an object.
+    for not_an_object in [json!([]), json!("AAA"), json!(1)] {
+        let response = post(&app, "/login/passkey/start", None, not_an_object).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
     let start = json_of(
         post(&app, "/login/passkey/start", None, json!({})).await,
         StatusCode::OK,
